@@ -1,0 +1,396 @@
+"""CreateEndpoint, DescribeEndpoint, ListEndpoints, UpdateEndpoint,
+UpdateEndpointWeightsAndCapacities and DeleteEndpoint, and the deployments behind them.
+
+Every status change goes through :meth:`Endpoints._transition`, which asks
+``core.endpoint_states`` for the next status, persists the record and updates the live table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sagehost.control.context import Store, public
+from sagehost.control.deployer import Deployer
+from sagehost.control.endpoint_configs import invocation_timeout
+from sagehost.control.listing import page
+from sagehost.core.endpoint_states import (
+    IN_PROGRESS,
+    EndpointEvent,
+    EndpointStatus,
+    IllegalTransition,
+    advance,
+)
+from sagehost.core.errors import DeploymentFailed, InvalidRequest, ResourceConflict
+from sagehost.core.invocation import Caller
+from sagehost.core.live import EndpointDirectory, LiveEndpoint, LiveVariant
+from sagehost.core.resources import Kind, arn
+
+log = logging.getLogger("sagehost.control")
+
+MAX_FAILURE_REASON = 1024
+E = EndpointEvent
+S = EndpointStatus
+
+
+class Endpoints:
+    def __init__(
+        self,
+        store: Store,
+        directory: EndpointDirectory,
+        deployer: Deployer,
+        *,
+        settle_s: float = 20.0,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._deployer = deployer
+        self._settle_s = settle_s
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._retiring: set[asyncio.Future[Any]] = set()
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def create(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        endpoint_arn = arn(caller.region, caller.account, Kind.ENDPOINT, name)
+        if self._store.find(caller, Kind.ENDPOINT, name) is not None:
+            raise ResourceConflict(f'Cannot create already existing endpoint "{endpoint_arn}".')
+        config, models = self._snapshot(caller, params["EndpointConfigName"])
+        now = self._store.now()
+        record: dict[str, Any] = {
+            "EndpointName": name,
+            "EndpointArn": endpoint_arn,
+            "EndpointConfigName": config["EndpointConfigName"],
+            "EndpointStatus": S.CREATING.value,
+            "CreationTime": now,
+            "LastModifiedTime": now,
+            "Tags": list(params.get("Tags") or []),
+            "_region": caller.region,
+            "_generation": 1,
+            "_config": config,
+            "_models": models,
+        }
+        self._store.create(caller, Kind.ENDPOINT, name, record)
+        live = LiveEndpoint(
+            account=caller.account,
+            name=name,
+            region=caller.region,
+            status=S.CREATING,
+            invocation_timeout_s=invocation_timeout(config.get("Tags") or []),
+            async_inference="AsyncInferenceConfig" in config,
+        )
+        self._directory.put(live)
+        self._start(caller.account, name, self._deploy_new(caller.account, name))
+        return {"EndpointArn": endpoint_arn}
+
+    async def describe(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        record = self._store.get(caller, Kind.ENDPOINT, name)
+        task = self._tasks.get((caller.account, name.lower()))
+        if task is not None and self._settle_s > 0 and record["EndpointStatus"] != S.DELETING:
+            # Answer with the settled status when the deployment finishes soon: boto3's waiter
+            # sleeps 30 s after every "Creating", so waiting a few seconds here saves that.
+            await asyncio.wait([task], timeout=self._settle_s)
+            record = self._store.get(caller, Kind.ENDPOINT, name)
+        return self._describe(caller.account, record)
+
+    def list_endpoints(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        status = params.get("StatusEquals")
+        records, token = page(
+            self._store.scan(caller, Kind.ENDPOINT),
+            params,
+            name_key="EndpointName",
+            sort_keys={
+                "Name": lambda r: r["EndpointName"].lower(),
+                "CreationTime": lambda r: r["CreationTime"],
+                "Status": lambda r: r["EndpointStatus"],
+            },
+            extra_filter=(lambda r: r["EndpointStatus"] == status) if status else None,
+        )
+        fields = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+        out: dict[str, Any] = {"Endpoints": [{k: r[k] for k in fields} for r in records]}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    async def update(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        record = self._store.get(caller, Kind.ENDPOINT, name)
+        config, models = self._snapshot(caller, params["EndpointConfigName"])
+        self._transition(caller.account, record, E.UPDATE)
+        record["_pending"] = {
+            "EndpointConfigName": config["EndpointConfigName"],
+            "StartTime": self._store.now(),
+            "_config": config,
+            "_models": models,
+        }
+        self._save(caller.account, record)
+        self._start(caller.account, name, self._deploy_update(caller.account, name))
+        return {"EndpointArn": record["EndpointArn"]}
+
+    async def update_weights(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        record = self._store.get(caller, Kind.ENDPOINT, name)
+        variants = {v["VariantName"]: v for v in record["_config"]["ProductionVariants"]}
+        changes = params["DesiredWeightsAndCapacities"]
+        for change in changes:
+            if change["VariantName"] not in variants:
+                raise InvalidRequest(
+                    f"The variant name(s) [{change['VariantName']}] is/are not present "
+                    f'in the endpoint "{record["EndpointArn"]}".'
+                )
+        config = dict(record["_config"])
+        config["ProductionVariants"] = [dict(v) for v in config["ProductionVariants"]]
+        for variant in config["ProductionVariants"]:
+            for change in changes:
+                if change["VariantName"] == variant["VariantName"]:
+                    if "DesiredWeight" in change:
+                        variant["InitialVariantWeight"] = float(change["DesiredWeight"])
+                    if "DesiredInstanceCount" in change:
+                        variant["InitialInstanceCount"] = int(change["DesiredInstanceCount"])
+        self._transition(caller.account, record, E.UPDATE)
+        record["_pending"] = {
+            "EndpointConfigName": record["EndpointConfigName"],
+            "StartTime": self._store.now(),
+            "_config": config,
+            "_models": record["_models"],
+        }
+        self._save(caller.account, record)
+        self._start(caller.account, name, self._deploy_update(caller.account, name))
+        return {"EndpointArn": record["EndpointArn"]}
+
+    async def delete(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        record = self._store.get(caller, Kind.ENDPOINT, name)
+        self._transition(caller.account, record, E.DELETE)
+        live = self._directory.get(caller.account, name)
+        self._directory.remove(caller.account, name)
+        fleets = [v.fleet for v in live.variants] if live else []
+        self._start(caller.account, name, self._finish_delete(caller.account, record, fleets))
+        return {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Bring back every persisted endpoint after a restart; runs in the background."""
+        for account, record in self._store.catalog.all(Kind.ENDPOINT.value):
+            name = record["EndpointName"]
+            status = S(record["EndpointStatus"])
+            if status is S.DELETING:
+                self._store.catalog.delete(account, Kind.ENDPOINT.value, name)
+                continue
+            record.pop("_pending", None)
+            live = LiveEndpoint(
+                account=account,
+                name=name,
+                region=record["_region"],
+                status=status,
+                invocation_timeout_s=invocation_timeout(record["_config"].get("Tags") or []),
+                async_inference="AsyncInferenceConfig" in record["_config"],
+            )
+            self._directory.put(live)
+            try:
+                self._transition(account, record, E.RESTORE)
+            except IllegalTransition:
+                continue  # Failed or OutOfService: nothing to run
+            self._start(account, name, self._deploy_new(account, name))
+
+    async def shutdown(self) -> None:
+        tasks: list[asyncio.Future[Any]] = [*self._tasks.values(), *self._retiring]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, account: str, name: str, work: Any) -> None:
+        key = (account, name.lower())
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(key) is done:
+                del self._tasks[key]
+
+        task.add_done_callback(forget)
+
+    async def _deploy_new(self, account: str, name: str) -> None:
+        record = self._record(account, name)
+        generation = record["_generation"]
+        try:
+            variants = await self._deployer.deploy(
+                f"{account}-{name.lower()}-g{generation}",
+                record["_config"]["ProductionVariants"],
+                record["_models"],
+            )
+        except DeploymentFailed as failure:
+            self._fail(account, name, E.DEPLOY_FAILED, failure.message)
+            return
+        except Exception as error:
+            log.exception("deployment of endpoint %s failed", name)
+            self._fail(account, name, E.DEPLOY_FAILED, f"Internal error while deploying: {error}")
+            return
+        record = self._record(account, name)
+        live = self._directory.get(account, name)
+        if live is not None:
+            live.set_variants(variants)
+        record.pop("FailureReason", None)
+        self._transition(account, record, E.DEPLOYED)
+
+    async def _deploy_update(self, account: str, name: str) -> None:
+        record = self._record(account, name)
+        pending = record["_pending"]
+        generation = record["_generation"] + 1
+        try:
+            variants = await self._deployer.deploy(
+                f"{account}-{name.lower()}-g{generation}",
+                pending["_config"]["ProductionVariants"],
+                pending["_models"],
+            )
+        except DeploymentFailed as failure:
+            self._fail(account, name, E.UPDATE_FAILED, failure.message)
+            return
+        except Exception as error:
+            log.exception("update of endpoint %s failed", name)
+            self._fail(account, name, E.UPDATE_FAILED, f"Internal error while updating: {error}")
+            return
+        live = self._directory.get(account, name)
+        old: tuple[LiveVariant, ...] = ()
+        if live is not None:
+            old = live.variants
+            live.set_variants(variants)
+            live.invocation_timeout_s = invocation_timeout(pending["_config"].get("Tags") or [])
+        record = self._record(account, name)
+        record.pop("_pending", None)
+        record.pop("FailureReason", None)
+        record["_generation"] = generation
+        record["_config"] = pending["_config"]
+        record["_models"] = pending["_models"]
+        record["EndpointConfigName"] = pending["EndpointConfigName"]
+        self._transition(account, record, E.UPDATE_DONE)
+        # Calls already routed to the old fleet finish first: Fleet.stop drains before signalling.
+        # That drain runs on its own so DescribeEndpoint does not wait for it.
+        retire: asyncio.Future[Any] = asyncio.gather(
+            *(v.fleet.stop() for v in old), return_exceptions=True
+        )
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+
+    async def _finish_delete(
+        self, account: str, record: dict[str, Any], fleets: list[Any]
+    ) -> None:
+        await asyncio.gather(*(fleet.stop() for fleet in fleets), return_exceptions=True)
+        self._store.catalog.delete(account, Kind.ENDPOINT.value, record["EndpointName"])
+
+    def _fail(self, account: str, name: str, event: EndpointEvent, reason: str) -> None:
+        record = self._record(account, name)
+        record.pop("_pending", None)
+        record["FailureReason"] = reason[-MAX_FAILURE_REASON:]
+        log.warning("endpoint %s: %s", name, reason)
+        self._transition(account, record, event)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _record(self, account: str, name: str) -> dict[str, Any]:
+        record = self._store.catalog.get(account, Kind.ENDPOINT.value, name)
+        assert record is not None, f"endpoint {name} vanished during its own deployment"
+        return record
+
+    def _save(self, account: str, record: dict[str, Any]) -> None:
+        self._store.put(account, Kind.ENDPOINT, record["EndpointName"], record)
+
+    def _transition(self, account: str, record: dict[str, Any], event: EndpointEvent) -> None:
+        current = S(record["EndpointStatus"])
+        try:
+            status = advance(current, event)
+        except IllegalTransition:
+            if event in (E.UPDATE, E.DELETE) and current in IN_PROGRESS:
+                raise ResourceConflict(
+                    f'Cannot update in-progress endpoint "{record["EndpointArn"]}".'
+                ) from None
+            raise
+        record["EndpointStatus"] = status.value
+        record["LastModifiedTime"] = self._store.now()
+        self._save(account, record)
+        live = self._directory.get(account, record["EndpointName"])
+        if live is not None:
+            live.status = status
+
+    def _snapshot(
+        self, caller: Caller, config_name: str
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Copy the config and its models: later deletes must not affect a live endpoint."""
+        config = self._store.get(caller, Kind.ENDPOINT_CONFIG, config_name)
+        models: dict[str, dict[str, Any]] = {}
+        for variant in config["ProductionVariants"]:
+            model_name = variant["ModelName"]
+            models[model_name.lower()] = self._store.get(caller, Kind.MODEL, model_name)
+        return config, models
+
+    def _describe(self, account: str, record: dict[str, Any]) -> dict[str, Any]:
+        out = public(record)
+        config = record["_config"]
+        live = self._directory.get(account, record["EndpointName"])
+        ready: dict[str, int] = {}
+        if live is not None:
+            for variant in live.variants:
+                ready[variant.name] = sum(1 for i in variant.fleet.instances if i.ready)
+        out["ProductionVariants"] = [
+            _variant_summary(v, record["_models"], ready.get(v["VariantName"]), record)
+            for v in config["ProductionVariants"]
+        ]
+        for key in ("DataCaptureConfig", "AsyncInferenceConfig", "ExplainerConfig"):
+            if key in config:
+                out[key] = config[key]
+        if "ShadowProductionVariants" in config:
+            out["ShadowProductionVariants"] = [
+                _variant_summary(v, record["_models"], None, record)
+                for v in config["ShadowProductionVariants"]
+                if v["ModelName"].lower() in record["_models"]
+            ]
+        pending = record.get("_pending")
+        if pending:
+            out["PendingDeploymentSummary"] = {
+                "EndpointConfigName": pending["EndpointConfigName"],
+                "StartTime": pending["StartTime"],
+                "ProductionVariants": [
+                    {
+                        "VariantName": v["VariantName"],
+                        "DesiredWeight": v.get("InitialVariantWeight", 1.0),
+                        "DesiredInstanceCount": v.get("InitialInstanceCount"),
+                        "InstanceType": v.get("InstanceType"),
+                    }
+                    for v in pending["_config"]["ProductionVariants"]
+                ],
+            }
+        return out
+
+
+def _variant_summary(
+    variant: dict[str, Any],
+    models: dict[str, dict[str, Any]],
+    ready: int | None,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    model = models.get(variant["ModelName"].lower(), {})
+    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
+    weight = float(variant.get("InitialVariantWeight", 1.0))
+    desired = int(variant.get("InitialInstanceCount") or 1)
+    summary: dict[str, Any] = {
+        "VariantName": variant["VariantName"],
+        "DeployedImages": [
+            {
+                "SpecifiedImage": c.get("Image", ""),
+                "ResolvedImage": c.get("Image", ""),
+                "ResolutionTime": record["CreationTime"],
+            }
+            for c in containers
+        ],
+        "CurrentWeight": weight,
+        "DesiredWeight": weight,
+        "CurrentInstanceCount": ready if ready is not None else 0,
+        "DesiredInstanceCount": desired,
+    }
+    if "RoutingConfig" in variant:
+        summary["RoutingConfig"] = variant["RoutingConfig"]
+    return summary

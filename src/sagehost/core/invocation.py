@@ -1,0 +1,39 @@
+"""What a runtime invocation asks for and what it answers, free of any wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeInput:
+    endpoint_name: str
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+    target_model: str | None = None
+    target_variant: str | None = None
+    target_container_hostname: str | None = None
+    inference_id: str | None = None
+    enable_explanations: str | None = None
+    inference_component: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeOutput:
+    body: bytes
+    invoked_variant: str
+    content_type: str | None = None
+    custom_attributes: str | None = None
+    new_session_id: str | None = None
+    closed_session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated account and the region it signed for."""
+
+    account: str
+    region: str

@@ -1,0 +1,128 @@
+"""The runtime API (rest-json): request headers to members, members to response headers.
+
+Built once from botocore's ``sagemaker-runtime`` service model, so header names and constraints
+are never typed by hand. Pure: the caller hands in the operation model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.model import OperationModel, Shape, StructureShape
+
+from sagehost.protocol.shapes import ShapeViolation, format_violations, validate
+
+SIX_MIB = 6 * 1024 * 1024
+
+
+class RequestInvalid(Exception):
+    """The request breaks the service model; ``message`` is AWS's validation text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RuntimeOperation:
+    name: str
+    path_suffix: str  # "invocations", "async-invocations", ...
+    input_shape: Shape
+    header_members: dict[str, str]  # lower-case wire name -> member name
+    uri_member: str
+    body_member: str | None
+    body_max: int | None
+    response_headers: dict[str, str]  # member name -> wire name
+    success_status: int
+
+    @classmethod
+    def from_model(cls, op: OperationModel) -> RuntimeOperation:
+        shape = op.input_shape
+        assert isinstance(shape, StructureShape)
+        headers: dict[str, str] = {}
+        uri_member = ""
+        body_member = None
+        body_max = None
+        for name, member in shape.members.items():
+            location = member.serialization.get("location")
+            if location == "header":
+                headers[member.serialization["name"].lower()] = name
+            elif location == "uri":
+                uri_member = name
+            elif location is None and shape.serialization.get("payload") == name:
+                body_member = name
+                body_max = member.metadata.get("max")
+        out_headers: dict[str, str] = {}
+        if op.output_shape is not None:
+            for name, member in op.output_shape.members.items():
+                if member.serialization.get("location") == "header":
+                    out_headers[name] = member.serialization["name"]
+        uri = op.http["requestUri"]
+        return cls(
+            name=op.name,
+            path_suffix=uri.rsplit("/", 1)[-1],
+            input_shape=shape,
+            header_members=headers,
+            uri_member=uri_member,
+            body_member=body_member,
+            body_max=body_max,
+            response_headers=out_headers,
+            success_status=int(op.http.get("responseCode", 200)),
+        )
+
+    def parse(
+        self, path_value: str, headers: Iterable[tuple[bytes, bytes]], body_length: int
+    ) -> dict[str, Any]:
+        """Members of the request, validated against the model; raises :class:`RequestInvalid`."""
+        params: dict[str, Any] = {self.uri_member: path_value}
+        for raw_name, raw_value in headers:
+            member = self.header_members.get(raw_name.decode("latin-1"))
+            if member is not None:
+                try:
+                    # Optional whitespace around a field value is not part of it (RFC 9110).
+                    value = raw_value.decode("ascii").strip(" \t")
+                except UnicodeDecodeError:
+                    raise RequestInvalid(
+                        f"1 validation error detected: Value at '{_lower_first(member)}' failed to "
+                        "satisfy constraint: Member must contain only ASCII characters"
+                    ) from None
+                params[member] = _coerce(shape_members(self.input_shape)[member], value)
+        violations: list[ShapeViolation] = validate(self.input_shape, _without_body(params, self))
+        if self.body_max is not None and body_length > self.body_max:
+            violations.append(
+                ShapeViolation(
+                    path="body",
+                    value=None,
+                    constraint=f"Member must have length less than or equal to {self.body_max}",
+                )
+            )
+        if violations:
+            raise RequestInvalid(format_violations(violations))
+        return params
+
+
+def _without_body(params: dict[str, Any], op: RuntimeOperation) -> dict[str, Any]:
+    # The body is checked by length alone: never walk (or echo) megabytes of payload.
+    if op.body_member is None:
+        return params
+    return {**params, op.body_member: b""}
+
+
+def _coerce(shape: Shape, value: str) -> object:
+    if shape.type_name in ("integer", "long"):
+        try:
+            return int(value)
+        except ValueError:
+            return value  # the validator reports the type error
+    return value
+
+
+def shape_members(shape: Shape) -> dict[str, Shape]:
+    assert isinstance(shape, StructureShape)
+    return dict(shape.members)
+
+
+def _lower_first(name: str) -> str:
+    return name[:1].lower() + name[1:]
