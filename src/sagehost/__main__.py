@@ -1,0 +1,3 @@
+from sagehost.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The ``sagehost`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sagehost import __version__
+from sagehost.config import Settings
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="sagehost", description="Run Amazon SageMaker endpoints anywhere."
+    )
+    root.add_argument("--version", action="version", version=f"sagehost {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the runtime API and the control plane")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--data-dir", type=Path, default=Path(".sagehost"), help="state directory (default ./.sagehost)"
+    )
+    serve.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of [[account]] tables; without it only test/test on loopback is accepted",
+    )
+    serve.add_argument("--demo", action="store_true", help="deploy the demo endpoint 'demo'")
+    serve.add_argument("--region", default="us-east-1", help="region in the demo endpoint's ARNs")
+    serve.add_argument(
+        "--describe-settle",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long DescribeEndpoint waits for a deployment in progress (default 20, 0 = never)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long in-flight requests may run after SIGTERM (default 30)",
+    )
+    serve.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=240.0,
+        metavar="SECONDS",
+        help="health-check budget of variants that set none (default 240)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        credentials_file=args.credentials,
+        demo=args.demo,
+        region=args.region,
+        describe_settle_s=args.describe_settle,
+        shutdown_timeout_s=args.shutdown_timeout,
+        startup_timeout_s=args.startup_timeout,
+        log_level=args.log_level,
+        docker_host=os.environ.get("DOCKER_HOST"),
+    )
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from sagehost import server  # imported late: `sagehost --help` stays fast
+
+    try:
+        server.run(settings)
+    except server.ConfigurationError as error:
+        print(f"sagehost: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

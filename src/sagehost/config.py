@@ -1,0 +1,43 @@
+"""Settings: one frozen object built by the CLI or a test. Nothing here reads the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".sagehost")
+    credentials_file: Path | None = None
+    demo: bool = False
+    region: str = "us-east-1"  # region of the demo endpoint's ARNs
+    # SigV4 clock window either side of now.
+    max_skew_s: float = 900.0
+    # How long DescribeEndpoint waits for a deployment in progress to settle (0: never wait).
+    describe_settle_s: float = 20.0
+    # Default health-check budget of a new fleet (ContainerStartupHealthCheckTimeoutInSeconds).
+    startup_timeout_s: float = 240.0
+    # How long an invocation waits for a healthy instance before answering ServiceUnavailable.
+    instance_wait_s: float = 10.0
+    # On shutdown: how long in-flight requests may take, and how long workers get after SIGTERM.
+    shutdown_timeout_s: float = 30.0
+    worker_stop_grace_s: float = 10.0
+    log_level: str = "info"
+    # DOCKER_HOST of the environment sagehost was started in (the CLI reads it).
+    docker_host: str | None = None
+
+    def is_loopback(self) -> bool:
+        return host_is_loopback(self.host)
+
+
+def host_is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

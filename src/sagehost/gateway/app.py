@@ -1,0 +1,222 @@
+"""The ASGI application: one port for the runtime API and the control plane.
+
+Routing is a handful of string checks rather than a router: the invoke path is the hot path and
+every microsecond here is paid on each call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from urllib.parse import unquote
+
+from sagehost.control.plane import ControlPlane
+from sagehost.core.errors import NotAuthenticated
+from sagehost.core.invocation import Caller, InvokeInput
+from sagehost.gateway.auth import Authenticator
+from sagehost.gateway.errors import control_error, runtime_error
+from sagehost.gateway.http import (
+    BodyTooLarge,
+    ClientGone,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    declared_length,
+    read_body,
+    respond,
+)
+from sagehost.invoke.service import Invoker
+from sagehost.protocol import errors as wire
+from sagehost.protocol.control import ControlProtocol
+from sagehost.protocol.runtime import SIX_MIB, RequestInvalid, RuntimeOperation
+
+log = logging.getLogger("sagehost.gateway")
+
+_AMZ_JSON = b"application/x-amz-json-1.1"
+_ENDPOINTS = "/endpoints/"
+# Bodies beyond this are refused before they are read; the runtime limit is 6 MiB, and the
+# control plane's largest inputs are far smaller.
+MAX_BODY = SIX_MIB
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        control: ControlPlane,
+        control_protocol: ControlProtocol,
+        invoker: Invoker,
+        invoke_endpoint: RuntimeOperation,
+        default_region: str = "us-east-1",
+    ) -> None:
+        self._auth = authenticator
+        self._control = control
+        self._control_protocol = control_protocol
+        self._invoker = invoker
+        self._invoke_op = invoke_endpoint
+        self._default_region = default_region
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request_id = str(uuid.uuid4())
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._route(scope, receive, tracked_send, request_id)
+        except ClientGone:
+            return
+        except Exception:
+            # The outermost catch: log the traceback here, and only here.
+            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                status, headers, body = wire.render_rest_json(wire.internal_failure())
+                headers.append((b"x-amzn-requestid", request_id.encode()))
+                await respond(send, status, headers, body)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        method = scope["method"]
+        path: str = scope["path"]
+        if method == "POST" and path.startswith(_ENDPOINTS):
+            await self._runtime(scope, receive, send, request_id)
+        elif method == "POST" and path == "/":
+            await self._control_call(scope, receive, send, request_id)
+        elif method == "GET" and path == "/ping":
+            await respond(send, 200, [(b"x-amzn-requestid", request_id.encode())], b"")
+        else:
+            status, headers, body = wire.render_rest_json(
+                wire.WireError(404, "UnknownOperationException", f"No operation at {method} {path}")
+            )
+            headers.append((b"x-amzn-requestid", request_id.encode()))
+            await respond(send, status, headers, body)
+
+    async def _authenticate(self, scope: Scope, body: bytes) -> Caller:
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        account, region = self._auth.authenticate(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1").split("?", 1)[0],
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            body=body,
+            peer=(scope.get("client") or (None,))[0],
+        )
+        return Caller(account.account_id, region)
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    async def _runtime(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        name_part, _, suffix = raw[len(_ENDPOINTS) :].partition("/")
+        endpoint_name = unquote(name_part)
+        caller: Caller | None = None
+        headers: Headers = scope["headers"]
+        try:
+            if suffix != self._invoke_op.path_suffix:
+                raise RequestInvalid(f"Unknown runtime operation /endpoints/{{name}}/{suffix}")
+            length = declared_length(headers)
+            if length is not None and length > MAX_BODY:
+                raise BodyTooLarge(MAX_BODY)
+            body = await read_body(receive, MAX_BODY)
+            caller = await self._authenticate(scope, body)
+            params = self._invoke_op.parse(endpoint_name, headers, len(body))
+            result = await self._invoker.invoke(caller, _invoke_input(params, body))
+        except ClientGone:
+            raise
+        except BodyTooLarge as error:
+            await self._runtime_failure(
+                send,
+                request_id,
+                wire.validation_error(
+                    f"Request body is larger than the {error.limit} bytes allowed for InvokeEndpoint."
+                ),
+            )
+            return
+        except Exception as error:
+            region = caller.region if caller else self._default_region
+            account = caller.account if caller else ""
+            await self._runtime_failure(
+                send,
+                request_id,
+                runtime_error(error, region=region, account=account, endpoint=endpoint_name),
+            )
+            return
+        out: Headers = [
+            (b"x-amzn-invoked-production-variant", result.invoked_variant.encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+        ]
+        if result.content_type is not None:
+            out.append((b"content-type", result.content_type.encode("latin-1")))
+        if result.custom_attributes is not None:
+            out.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes.encode("latin-1")))
+        if result.new_session_id is not None:
+            out.append((b"x-amzn-sagemaker-new-session-id", result.new_session_id.encode("latin-1")))
+        if result.closed_session_id is not None:
+            out.append((b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1")))
+        await respond(send, 200, out, result.body)
+
+    async def _runtime_failure(self, send: Send, request_id: str, error: wire.WireError) -> None:
+        status, headers, body = wire.render_rest_json(error)
+        headers.append((b"x-amzn-requestid", request_id.encode()))
+        await respond(send, status, headers, body)
+
+    # -- control plane ------------------------------------------------------------------------
+
+    async def _control_call(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        headers: Headers = scope["headers"]
+        try:
+            length = declared_length(headers)
+            if length is not None and length > MAX_BODY:
+                raise BodyTooLarge(MAX_BODY)
+            body = await read_body(receive, MAX_BODY)
+            caller = await self._authenticate(scope, body)
+            target = next((v.decode("latin-1") for k, v in headers if k == b"x-amz-target"), None)
+            operation = self._control_protocol.operation(target)
+            params = self._control_protocol.parse(operation, body)
+            result = await self._control.handle(operation, caller, params)
+            payload = self._control_protocol.render(operation, result)
+        except ClientGone:
+            raise
+        except BodyTooLarge as error:
+            failure = wire.control_validation(f"Request body is larger than {error.limit} bytes.")
+            await self._control_failure(send, request_id, failure)
+            return
+        except Exception as error:
+            await self._control_failure(send, request_id, control_error(error))
+            return
+        await respond(
+            send,
+            200,
+            [(b"content-type", _AMZ_JSON), (b"x-amzn-requestid", request_id.encode())],
+            payload,
+        )
+
+    async def _control_failure(self, send: Send, request_id: str, error: wire.WireError) -> None:
+        status, headers, body = wire.render_json_1_1(error)
+        headers.append((b"x-amzn-requestid", request_id.encode()))
+        await respond(send, status, headers, body)
+
+
+def _invoke_input(params: dict[str, object], body: bytes) -> InvokeInput:
+    get = params.get
+    return InvokeInput(
+        endpoint_name=str(params["EndpointName"]),
+        body=body,
+        content_type=get("ContentType"),  # type: ignore[arg-type]
+        accept=get("Accept"),  # type: ignore[arg-type]
+        custom_attributes=get("CustomAttributes"),  # type: ignore[arg-type]
+        target_model=get("TargetModel"),  # type: ignore[arg-type]
+        target_variant=get("TargetVariant"),  # type: ignore[arg-type]
+        target_container_hostname=get("TargetContainerHostname"),  # type: ignore[arg-type]
+        inference_id=get("InferenceId"),  # type: ignore[arg-type]
+        enable_explanations=get("EnableExplanations"),  # type: ignore[arg-type]
+        inference_component=get("InferenceComponentName"),  # type: ignore[arg-type]
+        session_id=get("SessionId"),  # type: ignore[arg-type]
+    )

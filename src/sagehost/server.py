@@ -1,0 +1,227 @@
+"""The composition root: builds adapters, services and the ASGI app, and runs their lifecycle.
+
+This is the only module that knows which adapters exist. Startup, serving and shutdown are
+spelled out in :func:`serve` in the order they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import botocore.session
+from botocore.model import ServiceModel
+import uvicorn
+
+from sagehost.clock import SystemClock
+from sagehost.config import Settings
+from sagehost.control.deployer import Deployer, DeploySettings
+from sagehost.control.plane import ControlPlane
+from sagehost.core.errors import InvalidRequest
+from sagehost.core.invocation import Caller
+from sagehost.core.live import EndpointDirectory
+from sagehost.core.ports import Account, CredentialStore
+from sagehost.gateway.app import Gateway
+from sagehost.gateway.auth import Authenticator
+from sagehost.invoke.service import Invoker
+from sagehost.protocol.control import ControlProtocol, extend_model
+from sagehost.protocol.runtime import RuntimeOperation
+from sagehost.storage.catalog import SqliteCatalog
+from sagehost.storage.credentials import (
+    DEV_ACCOUNT,
+    CredentialsFileError,
+    StaticCredentialStore,
+    load_credentials,
+)
+from sagehost.workers.pool import ProcessWorkerPool
+from sagehost.workers.settings import WorkerSettings
+
+log = logging.getLogger("sagehost")
+
+DEMO_ENDPOINT = "demo"
+
+
+class ConfigurationError(Exception):
+    """Settings that sagehost refuses to start with; the message says why."""
+
+
+@dataclass
+class App:
+    """Everything :func:`build` wires together, kept so that shutdown can undo it."""
+
+    settings: Settings
+    gateway: Gateway
+    control: ControlPlane
+    pool: ProcessWorkerPool
+    catalog: SqliteCatalog
+    accounts: tuple[Account, ...]
+
+    async def close(self) -> None:
+        await self.control.endpoints.shutdown()
+        await self.pool.shutdown()
+        self.catalog.close()
+
+
+def credential_store(settings: Settings) -> tuple[CredentialStore, tuple[Account, ...], frozenset[str]]:
+    if settings.credentials_file is not None:
+        try:
+            store = load_credentials(settings.credentials_file)
+        except CredentialsFileError as error:
+            raise ConfigurationError(str(error)) from None
+        return store, store.accounts, frozenset()
+    if not settings.is_loopback():
+        raise ConfigurationError(
+            f"refusing to listen on {settings.host} without --credentials: the dev credentials "
+            "test/test are only accepted on a loopback address. Pass --credentials FILE "
+            "(a TOML file of [[account]] tables) or listen on 127.0.0.1."
+        )
+    return StaticCredentialStore([DEV_ACCOUNT]), (DEV_ACCOUNT,), frozenset({DEV_ACCOUNT.access_key_id})
+
+
+def build(settings: Settings) -> App:
+    store, accounts, loopback_only = credential_store(settings)
+    clock = SystemClock()
+    session = botocore.session.get_session()
+    loader = session.get_component("data_loader")
+    sagemaker_model = ServiceModel(
+        extend_model(loader.load_service_model("sagemaker", "service-2")), "sagemaker"
+    )
+    runtime_model = session.get_service_model("sagemaker-runtime")
+    data_dir = settings.data_dir.resolve()
+    catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
+    pool = ProcessWorkerPool(
+        WorkerSettings(
+            data_dir=data_dir,
+            python=sys.executable,
+            stop_grace_s=settings.worker_stop_grace_s,
+            docker_host=settings.docker_host,
+        ),
+        clock=clock,
+    )
+    directory = EndpointDirectory()
+    control = ControlPlane(
+        catalog,
+        clock,
+        directory,
+        Deployer(pool, DeploySettings(startup_timeout_s=settings.startup_timeout_s)),
+        settle_s=settings.describe_settle_s,
+    )
+    gateway = Gateway(
+        authenticator=Authenticator(
+            store, clock, max_skew_s=settings.max_skew_s, loopback_only_keys=loopback_only
+        ),
+        control=control,
+        control_protocol=ControlProtocol(sagemaker_model, control.operations),
+        invoker=Invoker(directory, clock, instance_wait_s=settings.instance_wait_s),
+        invoke_endpoint=RuntimeOperation.from_model(runtime_model.operation_model("InvokeEndpoint")),
+        default_region=settings.region,
+    )
+    return App(settings, gateway, control, pool, catalog, accounts)
+
+
+def demo_model_dir() -> Path:
+    return Path(str(resources.files("sagehost") / "demo" / "iris"))
+
+
+async def deploy_demo(app: App) -> None:
+    """Deploy the demo endpoint through the real control-plane operations (idempotent)."""
+    caller = Caller(app.accounts[0].account_id, app.settings.region)
+    steps = (
+        (
+            "CreateModel",
+            {
+                "ModelName": DEMO_ENDPOINT,
+                "PrimaryContainer": {
+                    "Image": "sagehost/python",
+                    "ModelDataUrl": demo_model_dir().as_uri(),
+                },
+            },
+        ),
+        (
+            "CreateEndpointConfig",
+            {
+                "EndpointConfigName": DEMO_ENDPOINT,
+                "ProductionVariants": [
+                    {"VariantName": "AllTraffic", "ModelName": DEMO_ENDPOINT, "InitialInstanceCount": 1}
+                ],
+            },
+        ),
+        ("CreateEndpoint", {"EndpointName": DEMO_ENDPOINT, "EndpointConfigName": DEMO_ENDPOINT}),
+    )
+    for operation, params in steps:
+        try:
+            await app.control.handle(operation, caller, params)
+        except InvalidRequest as exists:
+            # After a restart the resources are already there and restore() brings them back.
+            log.debug("demo: %s skipped: %s", operation, exists.message)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus the re-raise of the caught signal once serving ends.
+
+    uvicorn re-delivers SIGTERM/SIGINT after its own shutdown so a bare process dies of it; that
+    would kill sagehost before it stops its workers. Here the signal ends serving, the workers are
+    stopped in :func:`serve`, and the process exits 0. Previous handlers are still restored.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def serve(settings: Settings) -> None:
+    app = build(settings)
+    config = uvicorn.Config(
+        app.gateway,
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+    server = _Server(config)
+    try:
+        # 1. Start up: endpoints from the data dir come back in the background.
+        await app.control.endpoints.restore()
+        if settings.demo:
+            await deploy_demo(app)
+        log.info("sagehost listening on http://%s:%d (data dir %s)", settings.host, settings.port, settings.data_dir)
+        # 2. Serve until SIGTERM/SIGINT. uvicorn stops accepting, lets in-flight requests finish
+        #    within timeout_graceful_shutdown, and restores the previous signal handlers.
+        await server.serve()
+    finally:
+        # 3. Stop deployments and every worker process.
+        log.info("sagehost stopping workers")
+        await app.close()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs it on Linux and macOS
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
