@@ -1,0 +1,58 @@
+"""``ProcessWorkerPool``: the ``WorkerPool`` that runs containers as supervised local processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from sagehost.core.ports import Clock, FleetSpec
+from sagehost.workers.client import ContainerClient, new_session
+from sagehost.workers.fleet import WorkerFleet
+from sagehost.workers.settings import SystemClock, WorkerSettings
+
+
+class ProcessWorkerPool:
+    """Implements ``core.ports.WorkerPool``; owns the one HTTP session used to reach workers."""
+
+    def __init__(self, settings: WorkerSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self._clock: Clock = clock or SystemClock()
+        self._fleets: set[WorkerFleet] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._client: ContainerClient | None = None
+        self._closed = False
+
+    @property
+    def fleets(self) -> frozenset[WorkerFleet]:
+        return frozenset(self._fleets)
+
+    async def launch(self, spec: FleetSpec) -> WorkerFleet:
+        """Start the fleet in the background; ``wait_ready`` reports the outcome."""
+        if self._closed:
+            raise RuntimeError("The worker pool has been shut down.")
+        fleet = WorkerFleet(
+            spec,
+            settings=self.settings,
+            client=self._container_client(),
+            clock=self._clock,
+            on_stopped=self._fleets.discard,
+        )
+        self._fleets.add(fleet)
+        return fleet
+
+    async def shutdown(self) -> None:
+        """Stop every fleet at once (each drains, then SIGTERM, then SIGKILL), then the session."""
+        self._closed = True
+        try:
+            await asyncio.gather(*(fleet.stop() for fleet in list(self._fleets)))
+        finally:
+            if self._session is not None:
+                await self._session.close()
+
+    def _container_client(self) -> ContainerClient:
+        # The session binds to the running loop, so it is made on first use, not in __init__.
+        if self._client is None:
+            self._session = new_session()
+            self._client = ContainerClient(self._session)
+        return self._client
