@@ -162,6 +162,10 @@ async def deploy_demo(app: App) -> None:
         except InvalidRequest as exists:
             # After a restart the resources are already there and restore() brings them back.
             log.debug("demo: %s skipped: %s", operation, exists.message)
+    # DescribeEndpoint waits for the deployment to settle, so the server answers /ping only
+    # once the demo endpoint can serve: a script may invoke it right after startup.
+    described = await app.control.handle("DescribeEndpoint", caller, {"EndpointName": DEMO_ENDPOINT})
+    log.info("demo endpoint %r is %s", DEMO_ENDPOINT, described["EndpointStatus"])
 
 
 class _Server(uvicorn.Server):
