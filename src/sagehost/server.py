@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 import botocore.session
-from botocore.model import ServiceModel
 import uvicorn
+from botocore.model import ServiceModel
 
 from sagehost.clock import SystemClock
 from sagehost.config import Settings
@@ -70,7 +70,9 @@ class App:
         self.catalog.close()
 
 
-def credential_store(settings: Settings) -> tuple[CredentialStore, tuple[Account, ...], frozenset[str]]:
+def credential_store(
+    settings: Settings,
+) -> tuple[CredentialStore, tuple[Account, ...], frozenset[str]]:
     if settings.credentials_file is not None:
         try:
             store = load_credentials(settings.credentials_file)
@@ -83,7 +85,11 @@ def credential_store(settings: Settings) -> tuple[CredentialStore, tuple[Account
             "test/test are only accepted on a loopback address. Pass --credentials FILE "
             "(a TOML file of [[account]] tables) or listen on 127.0.0.1."
         )
-    return StaticCredentialStore([DEV_ACCOUNT]), (DEV_ACCOUNT,), frozenset({DEV_ACCOUNT.access_key_id})
+    return (
+        StaticCredentialStore([DEV_ACCOUNT]),
+        (DEV_ACCOUNT,),
+        frozenset({DEV_ACCOUNT.access_key_id}),
+    )
 
 
 def build(settings: Settings) -> App:
@@ -121,7 +127,9 @@ def build(settings: Settings) -> App:
         control=control,
         control_protocol=ControlProtocol(sagemaker_model, control.operations),
         invoker=Invoker(directory, clock, instance_wait_s=settings.instance_wait_s),
-        invoke_endpoint=RuntimeOperation.from_model(runtime_model.operation_model("InvokeEndpoint")),
+        invoke_endpoint=RuntimeOperation.from_model(
+            runtime_model.operation_model("InvokeEndpoint")
+        ),
         default_region=settings.region,
     )
     return App(settings, gateway, control, pool, catalog, accounts)
@@ -150,7 +158,11 @@ async def deploy_demo(app: App) -> None:
             {
                 "EndpointConfigName": DEMO_ENDPOINT,
                 "ProductionVariants": [
-                    {"VariantName": "AllTraffic", "ModelName": DEMO_ENDPOINT, "InitialInstanceCount": 1}
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": DEMO_ENDPOINT,
+                        "InitialInstanceCount": 1,
+                    }
                 ],
             },
         ),
@@ -164,7 +176,9 @@ async def deploy_demo(app: App) -> None:
             log.debug("demo: %s skipped: %s", operation, exists.message)
     # DescribeEndpoint waits for the deployment to settle, so the server answers /ping only
     # once the demo endpoint can serve: a script may invoke it right after startup.
-    described = await app.control.handle("DescribeEndpoint", caller, {"EndpointName": DEMO_ENDPOINT})
+    described = await app.control.handle(
+        "DescribeEndpoint", caller, {"EndpointName": DEMO_ENDPOINT}
+    )
     log.info("demo endpoint %r is %s", DEMO_ENDPOINT, described["EndpointStatus"])
 
 
@@ -212,7 +226,12 @@ async def serve(settings: Settings) -> None:
         await app.control.endpoints.restore()
         if settings.demo:
             await deploy_demo(app)
-        log.info("sagehost listening on http://%s:%d (data dir %s)", settings.host, settings.port, settings.data_dir)
+        log.info(
+            "sagehost listening on http://%s:%d (data dir %s)",
+            settings.host,
+            settings.port,
+            settings.data_dir,
+        )
         # 2. Serve until SIGTERM/SIGINT. uvicorn stops accepting, lets in-flight requests finish
         #    within timeout_graceful_shutdown, and restores the previous signal handlers.
         await server.serve()

@@ -41,13 +41,17 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         f'[[account]]\nid = "{ACCOUNT_B}"\naccess_key_id = "AKIDB"\nsecret_access_key = "secret-b"\n'
         'session_token = "token-b"\n'
     )
-    running = RunningServer(data_dir=root / "data", port=free_port(), args=["--credentials", str(credentials)])
+    running = RunningServer(
+        data_dir=root / "data", port=free_port(), args=["--credentials", str(credentials)]
+    )
     running.start()
     yield running
     running.stop()
 
 
-def client(server: RunningServer, service: str, key: str, secret: str, token: str | None = None) -> Any:
+def client(
+    server: RunningServer, service: str, key: str, secret: str, token: str | None = None
+) -> Any:
     return boto3.session.Session().client(
         service,
         endpoint_url=server.url,
@@ -59,26 +63,44 @@ def client(server: RunningServer, service: str, key: str, secret: str, token: st
     )
 
 
-def signed(server: RunningServer, body: bytes, secret: str = "secret-a", key: str = "AKIDA") -> AWSRequest:
+def signed(
+    server: RunningServer, body: bytes, secret: str = "secret-a", key: str = "AKIDA"
+) -> AWSRequest:
     request = AWSRequest(
         method="POST",
         url=f"{server.url}/",
         data=body,
-        headers={"X-Amz-Target": "SageMaker.ListEndpoints", "Content-Type": "application/x-amz-json-1.1"},
+        headers={
+            "X-Amz-Target": "SageMaker.ListEndpoints",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
     )
     SigV4Auth(Credentials(key, secret), "sagemaker", "eu-west-1").add_auth(request)
     return request
 
 
-def send(server: RunningServer, request: AWSRequest, body: bytes | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+def send(
+    server: RunningServer, request: AWSRequest, body: bytes | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     raw = urllib.request.Request(
-        request.url, data=request.body if body is None else body, headers=dict(request.headers.items()), method="POST"
+        request.url,
+        data=request.body if body is None else body,
+        headers=dict(request.headers.items()),
+        method="POST",
     )
     try:
-        with urllib.request.urlopen(raw, timeout=10) as reply:  # noqa: S310
-            return reply.status, json.loads(reply.read()), {k.lower(): v for k, v in reply.headers.items()}
+        with urllib.request.urlopen(raw, timeout=10) as reply:
+            return (
+                reply.status,
+                json.loads(reply.read()),
+                {k.lower(): v for k, v in reply.headers.items()},
+            )
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), {k.lower(): v for k, v in error.headers.items()}
+        return (
+            error.code,
+            json.loads(error.read()),
+            {k.lower(): v for k, v in error.headers.items()},
+        )
 
 
 def test_accounts_are_isolated(multi: RunningServer) -> None:
@@ -92,7 +114,10 @@ def test_accounts_are_isolated(multi: RunningServer) -> None:
     assert rt_a.invoke_endpoint(EndpointName=name, Body=b"hello")["Body"].read() == b"hello"
     with pytest.raises(rt_b.exceptions.ValidationError) as error:
         rt_b.invoke_endpoint(EndpointName=name, Body=b"hello")
-    assert error.value.response["Error"]["Message"] == f"Endpoint {name} of account {ACCOUNT_B} not found."
+    assert (
+        error.value.response["Error"]["Message"]
+        == f"Endpoint {name} of account {ACCOUNT_B} not found."
+    )
     assert sm_b.list_endpoints()["Endpoints"] == []
     assert sm_b.list_models()["Models"] == []
     with pytest.raises(ClientError) as described:
@@ -115,16 +140,24 @@ def test_wrong_secret(multi: RunningServer) -> None:
 def test_unknown_key_and_dev_key_refused_with_credentials_file(multi: RunningServer) -> None:
     for key, secret in (("AKIDX", "x"), ("test", "test")):
         with pytest.raises(ClientError) as error:
-            client(multi, "sagemaker-runtime", key, secret).invoke_endpoint(EndpointName="e", Body=b"x")
+            client(multi, "sagemaker-runtime", key, secret).invoke_endpoint(
+                EndpointName="e", Body=b"x"
+            )
         assert error.value.response["Error"]["Code"] == "UnrecognizedClientException"
-        assert error.value.response["Error"]["Message"] == "The security token included in the request is invalid."
+        assert (
+            error.value.response["Error"]["Message"]
+            == "The security token included in the request is invalid."
+        )
 
 
 def test_session_token_must_match(multi: RunningServer) -> None:
     with pytest.raises(ClientError) as error:
         client(multi, "sagemaker", "AKIDB", "secret-b", "wrong-token").list_endpoints()
     assert error.value.response["Error"]["Code"] == "UnrecognizedClientException"
-    assert client(multi, "sagemaker", "AKIDB", "secret-b", "token-b").list_endpoints()["Endpoints"] is not None
+    assert (
+        client(multi, "sagemaker", "AKIDB", "secret-b", "token-b").list_endpoints()["Endpoints"]
+        is not None
+    )
 
 
 def test_tampered_body(multi: RunningServer) -> None:
@@ -141,17 +174,23 @@ def test_tampered_body(multi: RunningServer) -> None:
 
 
 def test_missing_authorization(multi: RunningServer) -> None:
-    request = urllib.request.Request(f"{multi.url}/endpoints/e/invocations", data=b"x", method="POST")
+    request = urllib.request.Request(
+        f"{multi.url}/endpoints/e/invocations", data=b"x", method="POST"
+    )
     with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+        urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 403
     assert error.value.headers["X-Amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert json.loads(error.value.read())["Message"] == "Missing Authentication Token"
 
 
 @pytest.mark.parametrize("minutes", [-20, 20])
-def test_stale_or_future_date(multi: RunningServer, monkeypatch: pytest.MonkeyPatch, minutes: int) -> None:
-    skewed = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(minutes=minutes)
+def test_stale_or_future_date(
+    multi: RunningServer, monkeypatch: pytest.MonkeyPatch, minutes: int
+) -> None:
+    skewed = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(
+        minutes=minutes
+    )
 
     # The client's clock is wrong, not the server's: patch botocore's signer only.
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: skewed)
@@ -159,14 +198,27 @@ def test_stale_or_future_date(multi: RunningServer, monkeypatch: pytest.MonkeyPa
     assert status == 403
     assert body["__type"] == "InvalidSignatureException"
     word = "earlier" if minutes < 0 else "later"
-    assert body["Message"].startswith(f"Signature expired: {skewed.strftime('%Y%m%dT%H%M%SZ')} is now {word} than ")
+    assert body["Message"].startswith(
+        f"Signature expired: {skewed.strftime('%Y%m%dT%H%M%SZ')} is now {word} than "
+    )
     assert body["Message"].endswith("15 min.)")
     assert "date" in headers
 
 
 def test_non_loopback_host_without_credentials_refuses_to_start(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sagehost", "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "sagehost",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

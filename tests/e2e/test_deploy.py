@@ -73,7 +73,9 @@ def test_unknown_resources_answer_validation_exception_with_aws_text(sm: Any) ->
     with pytest.raises(ClientError) as error:
         sm.create_endpoint_config(
             EndpointConfigName=unique("cfg"),
-            ProductionVariants=[{"VariantName": "v", "ModelName": "Missing", "InitialInstanceCount": 1}],
+            ProductionVariants=[
+                {"VariantName": "v", "ModelName": "Missing", "InitialInstanceCount": 1}
+            ],
         )
     assert error.value.response["Error"]["Message"] == (
         f'Could not find model "arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/missing".'
@@ -105,7 +107,9 @@ def test_model_constraints_come_from_the_service_model(sm: Any) -> None:
     with pytest.raises(ClientError) as error:
         sm.create_endpoint_config(
             EndpointConfigName="x" * 64,
-            ProductionVariants=[{"VariantName": "bad_variant", "ModelName": "m", "InitialInstanceCount": 1}],
+            ProductionVariants=[
+                {"VariantName": "bad_variant", "ModelName": "m", "InitialInstanceCount": 1}
+            ],
         )
     message = error.value.response["Error"]["Message"]
     assert message.startswith("3 validation errors detected: ")
@@ -121,7 +125,12 @@ def test_list_pagination_and_filters(sm: Any) -> None:
         )
     paginator = sm.get_paginator("list_models")
     pages = list(
-        paginator.paginate(NameContains=prefix, SortBy="Name", SortOrder="Ascending", PaginationConfig={"PageSize": 2})
+        paginator.paginate(
+            NameContains=prefix,
+            SortBy="Name",
+            SortOrder="Ascending",
+            PaginationConfig={"PageSize": 2},
+        )
     )
     assert [len(p["Models"]) for p in pages] == [2, 2, 1]
     names = [m["ModelName"] for p in pages for m in p["Models"]]
@@ -135,9 +144,15 @@ def test_list_pagination_and_filters(sm: Any) -> None:
 
 def test_tags_round_trip(sm: Any) -> None:
     name = unique("tags")
-    sm.create_model(ModelName=name, PrimaryContainer={"Image": "sagehost/python"}, Tags=[{"Key": "a", "Value": "1"}])
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": "sagehost/python"},
+        Tags=[{"Key": "a", "Value": "1"}],
+    )
     model_arn = sm.describe_model(ModelName=name)["ModelArn"]
-    sm.add_tags(ResourceArn=model_arn, Tags=[{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "3"}])
+    sm.add_tags(
+        ResourceArn=model_arn, Tags=[{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "3"}]
+    )
     assert sm.list_tags(ResourceArn=model_arn)["Tags"] == [
         {"Key": "a", "Value": "3"},
         {"Key": "b", "Value": "2"},
@@ -154,7 +169,9 @@ def test_delete_endpoint_and_waiter(sm: Any, rt: Any) -> None:
     name = unique("del")
     deploy(sm, name)
     sm.delete_endpoint(EndpointName=name)
-    sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
     with pytest.raises(ClientError) as error:
         rt.invoke_endpoint(EndpointName=name, Body=b"x")
     assert error.value.response["Error"]["Code"] == "ValidationError"
@@ -197,7 +214,13 @@ def test_container_that_never_becomes_healthy_ends_failed(sm: Any) -> None:
 
 def test_docker_image_without_engine_fails_with_reason(sm: Any) -> None:
     name = unique("docker")
-    description = deploy(sm, name, image="123456789012.dkr.ecr.us-east-1.amazonaws.com/xgb:1", model_dir=None, wait=False)
+    description = deploy(
+        sm,
+        name,
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/xgb:1",
+        model_dir=None,
+        wait=False,
+    )
     assert description["EndpointStatus"] == "Failed"
     assert "Docker engine" in description["FailureReason"]
 
@@ -224,23 +247,42 @@ def test_update_weights_and_capacities(sm: Any, rt: Any) -> None:
         sm,
         name,
         variants=[
-            {"VariantName": "A", "ModelName": name, "InitialInstanceCount": 1, "InitialVariantWeight": 1},
-            {"VariantName": "B", "ModelName": name, "InitialInstanceCount": 1, "InitialVariantWeight": 0},
+            {
+                "VariantName": "A",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1,
+            },
+            {
+                "VariantName": "B",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 0,
+            },
         ],
     )
     sm.update_endpoint_weights_and_capacities(
         EndpointName=name,
-        DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 0}, {"VariantName": "B", "DesiredWeight": 1, "DesiredInstanceCount": 2}],
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "A", "DesiredWeight": 0},
+            {"VariantName": "B", "DesiredWeight": 1, "DesiredInstanceCount": 2},
+        ],
     )
     sm.get_waiter("endpoint_in_service").wait(EndpointName=name)
-    variants = {v["VariantName"]: v for v in sm.describe_endpoint(EndpointName=name)["ProductionVariants"]}
+    variants = {
+        v["VariantName"]: v for v in sm.describe_endpoint(EndpointName=name)["ProductionVariants"]
+    }
     assert variants["A"]["CurrentWeight"] == 0.0
     assert variants["B"]["CurrentWeight"] == 1.0
     assert variants["B"]["CurrentInstanceCount"] == 2
-    seen = {rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"] for _ in range(20)}
+    seen = {
+        rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"]
+        for _ in range(20)
+    }
     assert seen == {"B"}
     with pytest.raises(ClientError) as error:
         sm.update_endpoint_weights_and_capacities(
-            EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1}]
+            EndpointName=name,
+            DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1}],
         )
     assert error.value.response["Error"]["Code"] == "ValidationException"

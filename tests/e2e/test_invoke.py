@@ -9,7 +9,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.e2e.conftest import deploy, unique
 
@@ -47,14 +46,24 @@ def test_round_trip_with_every_header(rt: Any, endpoint: str) -> None:
     assert headers["x-amzn-sagemaker-inference-id"] == "req-42"
     assert headers["x-amzn-sagemaker-enable-explanations"] == "`true`"
     # Nothing of the caller's signature or SDK reaches the container.
-    for leaked in ("authorization", "x-amz-date", "user-agent", "amz-sdk-invocation-id", "amz-sdk-request", "x-amz-security-token"):
+    for leaked in (
+        "authorization",
+        "x-amz-date",
+        "user-agent",
+        "amz-sdk-invocation-id",
+        "amz-sdk-request",
+        "x-amz-security-token",
+    ):
         assert leaked not in headers
 
 
 def test_echo_exact_bytes_and_custom_attributes(rt: Any, endpoint: str) -> None:
     body = bytes(range(256)) * 4
     reply = rt.invoke_endpoint(
-        EndpointName=endpoint, Body=body, ContentType="application/octet-stream", CustomAttributes="c=1"
+        EndpointName=endpoint,
+        Body=body,
+        ContentType="application/octet-stream",
+        CustomAttributes="c=1",
     )
     assert reply["Body"].read() == body
     assert reply["ContentType"] == "application/octet-stream"
@@ -84,13 +93,17 @@ def test_model_error_carries_original_status_and_message(rt: Any, endpoint: str)
 
 def test_model_exception_is_424_never_5xx(rt: Any, endpoint: str) -> None:
     with pytest.raises(rt.exceptions.ModelError) as error:
-        rt.invoke_endpoint(EndpointName=endpoint, Body=b"raise:cannot divide", ContentType="text/plain")
+        rt.invoke_endpoint(
+            EndpointName=endpoint, Body=b"raise:cannot divide", ContentType="text/plain"
+        )
     response = error.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert response["OriginalStatusCode"] == 500
     assert response["OriginalMessage"] == "cannot divide"
     assert "Traceback" not in response["Error"]["Message"]
-    assert response["Error"]["Message"].startswith('Received server error (500) from primary with message "cannot divide"')
+    assert response["Error"]["Message"].startswith(
+        'Received server error (500) from primary with message "cannot divide"'
+    )
 
 
 def test_unknown_endpoint(rt: Any) -> None:
@@ -98,13 +111,18 @@ def test_unknown_endpoint(rt: Any) -> None:
         rt.invoke_endpoint(EndpointName="does-not-exist", Body=b"x")
     response = error.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert response["Error"]["Message"] == f"Endpoint does-not-exist of account {ACCOUNT} not found."
+    assert (
+        response["Error"]["Message"] == f"Endpoint does-not-exist of account {ACCOUNT} not found."
+    )
 
 
 def test_header_validation(rt: Any, endpoint: str) -> None:
     with pytest.raises(rt.exceptions.ValidationError) as error:
         rt.invoke_endpoint(EndpointName=endpoint, Body=b"x", CustomAttributes="x" * 1025)
-    assert "Member must have length less than or equal to 1024" in error.value.response["Error"]["Message"]
+    assert (
+        "Member must have length less than or equal to 1024"
+        in error.value.response["Error"]["Message"]
+    )
     with pytest.raises(rt.exceptions.ValidationError) as error:
         rt.invoke_endpoint(EndpointName=endpoint, Body=b"x", TargetVariant="bad_variant")
     assert "targetVariant" in error.value.response["Error"]["Message"]
@@ -121,10 +139,14 @@ def test_header_validation(rt: Any, endpoint: str) -> None:
 
 def test_six_mib_boundary(rt: Any, endpoint: str) -> None:
     exact = b"a" * SIX_MIB
-    reply = rt.invoke_endpoint(EndpointName=endpoint, Body=exact, ContentType="application/octet-stream")
+    reply = rt.invoke_endpoint(
+        EndpointName=endpoint, Body=exact, ContentType="application/octet-stream"
+    )
     assert reply["Body"].read() == exact
     with pytest.raises(rt.exceptions.ValidationError) as error:
-        rt.invoke_endpoint(EndpointName=endpoint, Body=exact + b"a", ContentType="application/octet-stream")
+        rt.invoke_endpoint(
+            EndpointName=endpoint, Body=exact + b"a", ContentType="application/octet-stream"
+        )
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
@@ -135,7 +157,10 @@ def test_timeout_answers_model_error(sm: Any, rt: Any) -> None:
         rt.invoke_endpoint(EndpointName=name, Body=b"sleep:3", ContentType="text/plain")
     response = error.value.response
     assert response["OriginalStatusCode"] == 0
-    assert "timed out while waiting for a response from container primary" in response["Error"]["Message"]
+    assert (
+        "timed out while waiting for a response from container primary"
+        in response["Error"]["Message"]
+    )
     # The endpoint serves again once the model is done with the call that timed out.
     deadline = time.monotonic() + 10
     while True:
@@ -153,14 +178,30 @@ def test_variant_weights_are_honoured_statistically(sm: Any, rt: Any) -> None:
         sm,
         name,
         variants=[
-            {"VariantName": "Heavy", "ModelName": name, "InitialInstanceCount": 1, "InitialVariantWeight": 3},
-            {"VariantName": "Light", "ModelName": name, "InitialInstanceCount": 1, "InitialVariantWeight": 1},
-            {"VariantName": "Off", "ModelName": name, "InitialInstanceCount": 1, "InitialVariantWeight": 0},
+            {
+                "VariantName": "Heavy",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 3,
+            },
+            {
+                "VariantName": "Light",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1,
+            },
+            {
+                "VariantName": "Off",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 0,
+            },
         ],
     )
     calls = 400
     counts = Counter(
-        rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"] for _ in range(calls)
+        rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"]
+        for _ in range(calls)
     )
     assert counts["Off"] == 0
     # Binomial(400, 0.75): mean 300, sd ~8.7; five sd either side fails once in millions of runs.
@@ -172,9 +213,17 @@ def test_variant_weights_are_honoured_statistically(sm: Any, rt: Any) -> None:
 
 def test_requests_spread_across_instances(sm: Any, rt: Any) -> None:
     name = unique("spread")
-    deploy(sm, name, variants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 3}])
+    deploy(
+        sm,
+        name,
+        variants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 3}],
+    )
     pids = {
-        json.loads(rt.invoke_endpoint(EndpointName=name, Body=b"x", Accept="application/x-inspect")["Body"].read())["pid"]
+        json.loads(
+            rt.invoke_endpoint(EndpointName=name, Body=b"x", Accept="application/x-inspect")[
+                "Body"
+            ].read()
+        )["pid"]
         for _ in range(60)
     }
     assert len(pids) == 3

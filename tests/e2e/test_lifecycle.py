@@ -95,7 +95,11 @@ def test_restart_on_same_data_dir_brings_endpoints_back(own_server: RunningServe
 def test_sigkill_of_server_leaves_no_orphans_and_restarts(own_server: RunningServer) -> None:
     sm, rt = own_server.client("sagemaker"), own_server.client("sagemaker-runtime")
     name = unique("orphan")
-    deploy(sm, name, variants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 2}])
+    deploy(
+        sm,
+        name,
+        variants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 2}],
+    )
     pids = {worker_pid(rt, name) for _ in range(10)}
     own_server.stop(signal.SIGKILL)
     assert wait_gone(pids) == set(), "workers outlived a SIGKILLed server"
@@ -146,7 +150,9 @@ def test_update_under_load_fails_no_invocation(sm: Any, rt: Any) -> None:
     def hammer() -> None:
         while not stop.is_set():
             try:
-                variants.append(rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"])
+                variants.append(
+                    rt.invoke_endpoint(EndpointName=name, Body=b"x")["InvokedProductionVariant"]
+                )
             except Exception as error:
                 failures.append(error)
 

@@ -18,7 +18,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(data_dir=tmp_path_factory.mktemp("demo") / "data", port=free_port(), args=["--demo"])
+    running = RunningServer(
+        data_dir=tmp_path_factory.mktemp("demo") / "data", port=free_port(), args=["--demo"]
+    )
     running.start()
     yield running
     running.stop()
@@ -28,7 +30,7 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```sh\n(.*?)```", setup, re.S)
     assert commands == [
-        'python3 -m pip install . && sagehost serve --demo\n',
+        "python3 -m pip install . && sagehost serve --demo\n",
         'python3 -m pip install -e ".[test]" && python3 -m pytest\n',
     ]
 
@@ -52,9 +54,15 @@ def test_boto3_snippet(demo: RunningServer) -> None:
 def test_aws_cli_snippet(demo: RunningServer, tmp_path: Path) -> None:
     command = re.search(r"```sh\n(AWS_ACCESS_KEY_ID=.*?)```", README, re.S)
     assert command is not None
-    script = command.group(1).replace(":8080", f":{demo.port}").replace("/dev/stdout", str(tmp_path / "out.json"))
+    script = (
+        command.group(1)
+        .replace(":8080", f":{demo.port}")
+        .replace("/dev/stdout", str(tmp_path / "out.json"))
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert '"InvokedProductionVariant": "AllTraffic"' in result.stdout
     assert (tmp_path / "out.json").read_text().startswith('{"predictions": [{"label": "setosa"')

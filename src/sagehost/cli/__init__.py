@@ -20,10 +20,15 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"sagehost {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the runtime API and the control plane")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument(
-        "--data-dir", type=Path, default=Path(".sagehost"), help="state directory (default ./.sagehost)"
+        "--data-dir",
+        type=Path,
+        default=Path(".sagehost"),
+        help="state directory (default ./.sagehost)",
     )
     serve.add_argument(
         "--credentials",

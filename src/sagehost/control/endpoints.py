@@ -109,7 +109,13 @@ class Endpoints:
             },
             extra_filter=(lambda r: r["EndpointStatus"] == status) if status else None,
         )
-        fields = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+        fields = (
+            "EndpointName",
+            "EndpointArn",
+            "CreationTime",
+            "LastModifiedTime",
+            "EndpointStatus",
+        )
         out: dict[str, Any] = {"Endpoints": [{k: r[k] for k in fields} for r in records]}
         if token:
             out["NextToken"] = token
@@ -276,9 +282,7 @@ class Endpoints:
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
 
-    async def _finish_delete(
-        self, account: str, record: dict[str, Any], fleets: list[Any]
-    ) -> None:
+    async def _finish_delete(self, account: str, record: dict[str, Any], fleets: list[Any]) -> None:
         await asyncio.gather(*(fleet.stop() for fleet in fleets), return_exceptions=True)
         self._store.catalog.delete(account, Kind.ENDPOINT.value, record["EndpointName"])
 

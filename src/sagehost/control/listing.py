@@ -43,7 +43,11 @@ def page(
     if contains:
         needle = str(contains).lower()
         records = [r for r in records if needle in str(r[name_key]).lower()]
-    records = [r for r in records if _in_time_window(r, params) and (extra_filter is None or extra_filter(r))]
+    records = [
+        r
+        for r in records
+        if _in_time_window(r, params) and (extra_filter is None or extra_filter(r))
+    ]
     sort_by = params.get("SortBy") or "CreationTime"
     key = sort_keys.get(sort_by, sort_keys["CreationTime"])
     descending = (params.get("SortOrder") or "Descending") == "Descending"

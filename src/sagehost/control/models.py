@@ -48,7 +48,10 @@ class Models:
             self._store.scan(caller, Kind.MODEL),
             params,
             name_key="ModelName",
-            sort_keys={"Name": lambda r: r["ModelName"].lower(), "CreationTime": lambda r: r["CreationTime"]},
+            sort_keys={
+                "Name": lambda r: r["ModelName"].lower(),
+                "CreationTime": lambda r: r["CreationTime"],
+            },
         )
         out: dict[str, Any] = {
             "Models": [

@@ -59,7 +59,9 @@ class ControlPlane:
     def operations(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
-    async def handle(self, operation: str, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+    async def handle(
+        self, operation: str, caller: Caller, params: dict[str, Any]
+    ) -> dict[str, Any]:
         handler = self._handlers.get(operation)
         if handler is None:
             raise UnknownOperation(operation)

@@ -38,7 +38,10 @@ _TRANSITIONS: dict[tuple[EndpointStatus, EndpointEvent], EndpointStatus] = {
     (S.CREATING, E.DEPLOYED): S.IN_SERVICE,
     (S.CREATING, E.DEPLOY_FAILED): S.FAILED,
     (S.IN_SERVICE, E.UPDATE): S.UPDATING,
-    (S.FAILED, E.UPDATE): S.UPDATING,  # (sagehost) AWS leaves this undocumented; allow a fix-forward
+    (
+        S.FAILED,
+        E.UPDATE,
+    ): S.UPDATING,  # (sagehost) AWS leaves this undocumented; allow a fix-forward
     (S.UPDATING, E.UPDATE_DONE): S.IN_SERVICE,
     (S.UPDATING, E.UPDATE_FAILED): S.IN_SERVICE,  # (sagehost) old fleet kept, FailureReason set
     (S.SYSTEM_UPDATING, E.DEPLOYED): S.IN_SERVICE,
@@ -53,9 +56,7 @@ _TRANSITIONS: dict[tuple[EndpointStatus, EndpointEvent], EndpointStatus] = {
 _RESTORABLE = {S.CREATING, S.IN_SERVICE, S.UPDATING, S.SYSTEM_UPDATING, S.ROLLING_BACK}
 
 INVOCABLE = frozenset({S.IN_SERVICE, S.UPDATING, S.SYSTEM_UPDATING, S.ROLLING_BACK})
-IN_PROGRESS = frozenset(
-    {S.CREATING, S.UPDATING, S.SYSTEM_UPDATING, S.ROLLING_BACK, S.DELETING}
-)
+IN_PROGRESS = frozenset({S.CREATING, S.UPDATING, S.SYSTEM_UPDATING, S.ROLLING_BACK, S.DELETING})
 
 
 class IllegalTransition(Exception):

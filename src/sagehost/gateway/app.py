@@ -11,7 +11,6 @@ import uuid
 from urllib.parse import unquote
 
 from sagehost.control.plane import ControlPlane
-from sagehost.core.errors import NotAuthenticated
 from sagehost.core.invocation import Caller, InvokeInput
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.errors import control_error, runtime_error
@@ -155,11 +154,17 @@ class Gateway:
         if result.content_type is not None:
             out.append((b"content-type", result.content_type.encode("latin-1")))
         if result.custom_attributes is not None:
-            out.append((b"x-amzn-sagemaker-custom-attributes", result.custom_attributes.encode("latin-1")))
+            out.append(
+                (b"x-amzn-sagemaker-custom-attributes", result.custom_attributes.encode("latin-1"))
+            )
         if result.new_session_id is not None:
-            out.append((b"x-amzn-sagemaker-new-session-id", result.new_session_id.encode("latin-1")))
+            out.append(
+                (b"x-amzn-sagemaker-new-session-id", result.new_session_id.encode("latin-1"))
+            )
         if result.closed_session_id is not None:
-            out.append((b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1")))
+            out.append(
+                (b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1"))
+            )
         await respond(send, 200, out, result.body)
 
     async def _runtime_failure(self, send: Send, request_id: str, error: wire.WireError) -> None:
@@ -169,7 +174,9 @@ class Gateway:
 
     # -- control plane ------------------------------------------------------------------------
 
-    async def _control_call(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _control_call(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
         headers: Headers = scope["headers"]
         try:
             length = declared_length(headers)

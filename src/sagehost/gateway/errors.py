@@ -17,7 +17,9 @@ from sagehost.protocol.runtime import RequestInvalid
 log = logging.getLogger("sagehost.gateway")
 
 
-def runtime_error(error: BaseException, *, region: str, account: str, endpoint: str) -> wire.WireError:
+def runtime_error(
+    error: BaseException, *, region: str, account: str, endpoint: str
+) -> wire.WireError:
     """The rest-json error for a runtime call."""
     match error:
         case core.NotAuthenticated():

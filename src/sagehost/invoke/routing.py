@@ -9,9 +9,7 @@ from sagehost.core.live import LiveEndpoint, LiveVariant
 from sagehost.core.ports import Instance
 
 
-def choose_variant(
-    endpoint: LiveEndpoint, target: str | None, rng: random.Random
-) -> LiveVariant:
+def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Random) -> LiveVariant:
     """TargetVariant wins over weights, even for a variant of weight 0 (§7.1)."""
     variants = endpoint.variants
     if target is not None:

@@ -47,7 +47,7 @@ class Invoker:
         self._clock = clock
         self._instance_wait_s = instance_wait_s
         self._max_response_bytes = max_response_bytes
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
 
     def resolve(self, caller: Caller, name: str, *, asynchronous: bool = False) -> LiveEndpoint:
         endpoint = self._directory.get(caller.account, name)

@@ -63,16 +63,24 @@ class ControlProtocol:
         try:
             params = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError):
-            raise ControlRequestInvalid("The request body is not valid JSON.", "SerializationException") from None
+            raise ControlRequestInvalid(
+                "The request body is not valid JSON.", "SerializationException"
+            ) from None
         if not isinstance(params, dict):
-            raise ControlRequestInvalid("The request body must be a JSON object.", "SerializationException")
+            raise ControlRequestInvalid(
+                "The request body must be a JSON object.", "SerializationException"
+            )
         shape = self._inputs[operation]
         if shape is None:
             return {}
         violations = validate(shape, params)
         if violations:
             # A member of the wrong JSON type is a serialization fault on AWS, not a validation one.
-            code = "SerializationException" if any(v.type_error for v in violations) else "ValidationException"
+            code = (
+                "SerializationException"
+                if any(v.type_error for v in violations)
+                else "ValidationException"
+            )
             raise ControlRequestInvalid(format_violations(violations), code)
         return _timestamps_to_epoch(shape, params)
 

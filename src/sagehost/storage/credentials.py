@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sagehost.core.ports import Account
 
-DEV_ACCOUNT = Account(account_id="000000000000", access_key_id="test", secret_access_key="test")
+# The documented loopback-only dev credentials.
+DEV_ACCOUNT = Account(account_id="000000000000", access_key_id="test", secret_access_key="test")  # noqa: S106
 _ACCOUNT_ID = re.compile(r"\d{12}")
 
 

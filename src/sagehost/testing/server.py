@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 DEV_KEY = "test"
-DEV_SECRET = "test"
+DEV_SECRET = "test"  # noqa: S105 - the documented dev secret
 DEV_ACCOUNT = "000000000000"
 
 
@@ -65,7 +65,9 @@ class RunningServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"sagehost exited with {self.process.returncode}:\n{self.log_text()}")
+                raise RuntimeError(
+                    f"sagehost exited with {self.process.returncode}:\n{self.log_text()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:  # noqa: S310
                     if reply.status == 200:
