@@ -286,3 +286,34 @@ def test_update_weights_and_capacities(sm: Any, rt: Any) -> None:
             DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1}],
         )
     assert error.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_in_progress_endpoint_cannot_be_updated_or_deleted(sm: Any) -> None:
+    name = unique("busy")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": "sagehost/python",
+            "ModelDataUrl": (MODELS / "behave").as_uri(),
+            "Environment": {"LOAD_DELAY": "3"},
+        },
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    listed = sm.list_endpoints(NameContains=name)["Endpoints"]
+    assert [e["EndpointStatus"] for e in listed] == ["Creating"]
+    expected = f'Cannot update in-progress endpoint "arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/{name}".'
+    for call in (
+        lambda: sm.update_endpoint(EndpointName=name, EndpointConfigName=name),
+        lambda: sm.delete_endpoint(EndpointName=name),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+        assert error.value.response["Error"]["Message"] == expected
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"

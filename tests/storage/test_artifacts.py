@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import socket
-import subprocess
-import sys
 import tarfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import pytest
 
 from sagehost.core.errors import DeploymentFailed
 from sagehost.storage.artifacts import fetch_model_data
+from sagehost.testing.moto import running_moto
 
 FILES = {"model.json": b'{"w": [1, 2]}', "code/inference.py": b"def model_fn(d):\n    return d\n"}
 
@@ -152,29 +149,8 @@ def test_a_fetch_that_outlives_its_budget_fails(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with running_moto() as endpoint:
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait()
 
 
 @pytest.fixture

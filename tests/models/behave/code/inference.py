@@ -21,6 +21,8 @@ class StatusError(Exception):
 
 
 def model_fn(model_dir):
+    # LOAD_DELAY (seconds) makes loading slow, to observe an endpoint while it is Creating.
+    time.sleep(float(os.environ.get("LOAD_DELAY", "0")))
     return {"pid": os.getpid()}
 
 

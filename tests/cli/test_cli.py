@@ -1,0 +1,70 @@
+"""The command line: entry points, flags, and refusals with a reason."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagehost import __version__
+from sagehost.cli import parser
+from sagehost.testing.server import free_port
+
+
+def test_console_script_and_module_agree() -> None:
+    script = shutil.which("sagehost")
+    assert script is not None, "the sagehost console script is not installed"
+    for command in ([script, "--version"], [sys.executable, "-m", "sagehost", "--version"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0
+        assert result.stdout.strip() == f"sagehost {__version__}"
+
+
+def test_serve_defaults() -> None:
+    args = parser().parse_args(["serve"])
+    assert (args.host, args.port, args.data_dir, args.credentials, args.demo) == (
+        "127.0.0.1",
+        8080,
+        Path(".sagehost"),
+        None,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "[[account]]\nid = '12'\naccess_key_id = 'a'\nsecret_access_key = 'b'\n",
+            "id must be a string of 12 digits",
+        ),
+        ("not toml [", "is not valid TOML"),
+        ("", "has no [[account]] table"),
+    ],
+)
+def test_bad_credentials_file_refuses_to_start(tmp_path: Path, content: str, message: str) -> None:
+    credentials = tmp_path / "credentials.toml"
+    credentials.write_text(content)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sagehost",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--credentials",
+            str(credentials),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
