@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -73,6 +74,7 @@ class Authenticator:
         return account, credential.region
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_loopback(peer: str | None) -> bool:
     if peer is None:
         return False

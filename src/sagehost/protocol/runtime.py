@@ -6,13 +6,13 @@ are never typed by hand. Pure: the caller hands in the operation model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.model import OperationModel, Shape, StructureShape
 
-from sagehost.protocol.shapes import ShapeViolation, format_violations, validate
+from sagehost.protocol.shapes import ShapeViolation, compile_pattern, format_violations, validate
 
 SIX_MIB = 6 * 1024 * 1024
 
@@ -36,6 +36,10 @@ class RuntimeOperation:
     body_max: int | None
     response_headers: dict[str, str]  # member name -> wire name
     success_status: int
+    # Precompiled constraint checks per member: the hot path runs these, and only a failure
+    # walks the shape to word AWS's message.
+    quick_checks: dict[str, Callable[[object], bool]] = field(default_factory=dict)
+    _wire_headers: dict[bytes, str] = field(default_factory=dict)
 
     @classmethod
     def from_model(cls, op: OperationModel) -> RuntimeOperation:
@@ -60,6 +64,9 @@ class RuntimeOperation:
                 if member.serialization.get("location") == "header":
                     out_headers[name] = member.serialization["name"]
         uri = op.http["requestUri"]
+        checks = {
+            name: _quick_check(shape.members[name]) for name in (*headers.values(), uri_member)
+        }
         return cls(
             name=op.name,
             path_suffix=uri.rsplit("/", 1)[-1],
@@ -70,6 +77,8 @@ class RuntimeOperation:
             body_max=body_max,
             response_headers=out_headers,
             success_status=int(op.http.get("responseCode", 200)),
+            quick_checks=checks,
+            _wire_headers={name.encode("latin-1"): member for name, member in headers.items()},
         )
 
     def parse(
@@ -77,8 +86,9 @@ class RuntimeOperation:
     ) -> dict[str, Any]:
         """Members of the request, validated against the model; raises :class:`RequestInvalid`."""
         params: dict[str, Any] = {self.uri_member: path_value}
+        wire = self._wire_headers
         for raw_name, raw_value in headers:
-            member = self.header_members.get(raw_name.decode("latin-1"))
+            member = wire.get(raw_name)
             if member is not None:
                 try:
                     # Optional whitespace around a field value is not part of it (RFC 9110).
@@ -89,6 +99,10 @@ class RuntimeOperation:
                         "satisfy constraint: Member must contain only ASCII characters"
                     ) from None
                 params[member] = _coerce(shape_members(self.input_shape)[member], value)
+        body_ok = self.body_max is None or body_length <= self.body_max
+        checks = self.quick_checks
+        if body_ok and all(checks[name](value) for name, value in params.items()):
+            return params
         violations: list[ShapeViolation] = validate(self.input_shape, _without_body(params, self))
         if self.body_max is not None and body_length > self.body_max:
             violations.append(
@@ -101,6 +115,42 @@ class RuntimeOperation:
         if violations:
             raise RequestInvalid(format_violations(violations))
         return params
+
+
+def _quick_check(shape: Shape) -> Callable[[object], bool]:
+    """A predicate that is true exactly when ``validate`` would find nothing wrong."""
+    metadata = shape.metadata
+    low = metadata.get("min")
+    high = metadata.get("max")
+    if shape.type_name == "string":
+        raw = metadata.get("pattern")
+        pattern = compile_pattern(raw) if raw is not None else None
+        enum = metadata.get("enum")
+
+        def check_string(value: object) -> bool:
+            # Header values are ASCII, so len() equals the Java (UTF-16) length AWS counts.
+            return (
+                isinstance(value, str)
+                and value.isascii()
+                and (low is None or len(value) >= low)
+                and (high is None or len(value) <= high)
+                and (enum is None or value in enum)
+                and (pattern is None or pattern.fullmatch(value) is not None)
+            )
+
+        return check_string
+    if shape.type_name in ("integer", "long"):
+
+        def check_integer(value: object) -> bool:
+            return (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and (low is None or value >= low)
+                and (high is None or value <= high)
+            )
+
+        return check_integer
+    return lambda value: False  # anything else always takes the full validation path
 
 
 def _without_body(params: dict[str, Any], op: RuntimeOperation) -> dict[str, Any]:
