@@ -12,7 +12,11 @@ Tree::
     ├── ModelFailed                 the container answered non-2xx, timed out or broke
     ├── NoHealthyInstance           nothing can take the call right now (503)
     ├── DependencyFailed            model storage or another dependency failed (530)
-    └── DeploymentFailed            a fleet did not become healthy (never reaches a client)
+    ├── DeploymentFailed            a fleet did not become healthy (never reaches a client)
+    ├── ContainerUnreachable        adapter: the connection to a container failed
+    │   └── ContainerRefused        adapter: nothing was sent; the call may go elsewhere
+    ├── ContainerTimeout            adapter: no answer within the deadline
+    └── ContainerResponseTooLarge   adapter: the answer exceeded the size cap
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ class DeploymentFailed(SagehostError):
 
 class ContainerUnreachable(SagehostError):
     """The connection to a container failed before or during a call (adapter-level)."""
+
+
+class ContainerRefused(ContainerUnreachable):
+    """No connection to the container could be opened, so the call never reached the model
+    and may safely go to another instance (adapter-level)."""
 
 
 class ContainerTimeout(SagehostError):

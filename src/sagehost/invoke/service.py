@@ -7,6 +7,7 @@ import random
 
 from sagehost.core.endpoint_states import INVOCABLE
 from sagehost.core.errors import (
+    ContainerRefused,
     ContainerResponseTooLarge,
     ContainerTimeout,
     ContainerUnreachable,
@@ -17,7 +18,7 @@ from sagehost.core.errors import (
 )
 from sagehost.core.invocation import Caller, InvokeInput, InvokeOutput
 from sagehost.core.live import EndpointDirectory, LiveEndpoint, LiveVariant
-from sagehost.core.ports import Clock, ContainerRequest, Instance
+from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse, Instance
 from sagehost.invoke.routing import choose_instance, choose_variant
 
 # Platform headers forwarded to the container (§8.3); everything else the caller sent is dropped.
@@ -103,7 +104,7 @@ class Invoker:
             max_response_bytes=self._max_response_bytes,
         )
         try:
-            reply = await instance.invoke(call)
+            reply = await self._call(endpoint, variant, instance, call)
         except ContainerTimeout:
             raise _timeout(variant.container) from None
         except ContainerUnreachable as error:
@@ -133,6 +134,29 @@ class Invoker:
             new_session_id=headers_in.get("x-amzn-sagemaker-new-session-id"),
             closed_session_id=headers_in.get("x-amzn-sagemaker-closed-session-id"),
         )
+
+    async def _call(
+        self,
+        endpoint: LiveEndpoint,
+        variant: LiveVariant,
+        instance: Instance,
+        call: ContainerRequest,
+    ) -> ContainerResponse:
+        """Call an instance; one that refuses the connection (it just died) never saw the call,
+        so the call goes to the next healthy instance of the variant, within the wait bound."""
+        deadline = self._clock.monotonic() + self._instance_wait_s
+        delay = 0.005
+        while True:
+            try:
+                return await instance.invoke(call)
+            except ContainerRefused:
+                if self._clock.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)  # give the supervisor a moment to mark it down
+            delay = min(delay * 2, 0.1)
+            chosen = choose_instance(variant.fleet.instances, self._rng)
+            if chosen is not None:
+                instance = chosen
 
     async def _wait_for_instance(
         self, endpoint: LiveEndpoint, target: str | None

@@ -12,7 +12,7 @@ from sagehost.protocol import container as c
 #: global buffer), and the toolkit runs each worker single-threaded; so one thread by default.
 #: More threads only help handlers that release the GIL and tolerate concurrent calls.
 DEFAULT_WORKERS = 1
-#: Longer than any client pool's idle timeout (aiohttp's is 15 s), so the server never closes a
+#: Longer than any client pool's idle timeout (sagehost's is 4 s), so the server never closes a
 #: keep-alive connection that the client is about to reuse.
 KEEP_ALIVE_SECONDS = 75
 #: SIGTERM waits this long for in-flight requests; the platform sends SIGKILL after 30 s (§8.1).

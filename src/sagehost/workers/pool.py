@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from sagehost.core.ports import Clock, FleetSpec
-from sagehost.workers.client import ContainerClient, new_session
+from sagehost.workers.client import ContainerClient
 from sagehost.workers.fleet import WorkerFleet
 from sagehost.workers.settings import SystemClock, WorkerSettings
 
 
 class ProcessWorkerPool:
-    """Implements ``core.ports.WorkerPool``; owns the one HTTP session used to reach workers."""
+    """Implements ``core.ports.WorkerPool``; owns the one HTTP client used to reach workers."""
 
     def __init__(self, settings: WorkerSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
         self._clock: Clock = clock or SystemClock()
         self._fleets: set[WorkerFleet] = set()
-        self._session: aiohttp.ClientSession | None = None
         self._client: ContainerClient | None = None
         self._closed = False
 
@@ -42,17 +39,16 @@ class ProcessWorkerPool:
         return fleet
 
     async def shutdown(self) -> None:
-        """Stop every fleet at once (each drains, then SIGTERM, then SIGKILL), then the session."""
+        """Stop every fleet at once (each drains, then SIGTERM, then SIGKILL), then the client."""
         self._closed = True
         try:
             await asyncio.gather(*(fleet.stop() for fleet in list(self._fleets)))
         finally:
-            if self._session is not None:
-                await self._session.close()
+            if self._client is not None:
+                await self._client.close()
 
     def _container_client(self) -> ContainerClient:
-        # The session binds to the running loop, so it is made on first use, not in __init__.
+        # The client's connections bind to the running loop, so it is made on first use.
         if self._client is None:
-            self._session = new_session()
-            self._client = ContainerClient(self._session)
+            self._client = ContainerClient()
         return self._client

@@ -1,0 +1,747 @@
+"""The HTTP/1.1 client against real servers on loopback.
+
+Two peers: uvicorn (httptools) serving a raw ASGI app in a thread with its own loop, for the
+behaviour of a real model server; and a raw asyncio socket server in the test's own loop, for
+byte-exact requests and the failures uvicorn would never produce on purpose.
+Every test runs on the default loop and on uvloop (sagehost serves on uvloop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+import uvloop
+
+from sagehost.core.errors import ContainerUnreachable
+from sagehost.core.ports import ContainerRequest
+from sagehost.workers.client import ContainerClient
+from sagehost.workers.http1 import (
+    HIGH_WATER,
+    BodyTooLarge,
+    ConnectionLost,
+    ConnectionPool,
+    Origin,
+    PoolClosed,
+    StaleConnection,
+)
+
+Main = Callable[[], Awaitable[None]]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+# --- uvicorn peer --------------------------------------------------------------------------------
+
+
+class EchoApp:
+    """Raw ASGI app; records the client address of every request (one per connection)."""
+
+    def __init__(self) -> None:
+        self.clients: list[tuple[str, int]] = []
+        self.disconnects = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        host, port = scope["client"]
+        self.clients.append((host, port))
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path == "/slow":  # answers only when the client goes away
+            if (await receive())["type"] == "http.disconnect":
+                self.disconnects += 1
+            return
+        headers = [(b"content-type", b"application/octet-stream")]
+        if path == "/echo":
+            received = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+            headers.append((b"x-received", json.dumps(received).encode()))
+        elif path == "/close":
+            headers.append((b"connection", b"close"))
+        if path == "/chunked":  # no Content-Length: uvicorn frames it chunked
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            half = len(body) // 2
+            await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+            await send({"type": "http.response.body", "body": body[half:], "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Uvicorn:
+    def __init__(self, app: EchoApp, origin: Origin) -> None:
+        self.app = app
+        self.origin = origin
+
+    def ports(self) -> set[int]:
+        return {port for _, port in self.app.clients}
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server() -> Iterator[Uvicorn]:
+    app = EchoApp()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield Uvicorn(app, Origin("127.0.0.1", sock.getsockname()[1]))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+# --- raw asyncio peer ----------------------------------------------------------------------------
+
+
+class RawServer:
+    """``handle(reader, writer, n)`` serves the n-th connection; counts connections and EOFs."""
+
+    def __init__(self, handle: Handler) -> None:
+        self.handle = handle
+        self.connections = 0
+        self.origin = Origin("127.0.0.1", 0)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = self.connections
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self.handle(reader, writer, n)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def raw_server(handle: Handler) -> AsyncIterator[RawServer]:
+    raw = RawServer(handle)
+    server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+    raw.origin = Origin("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        yield raw
+    finally:
+        server.close()
+        for task in raw._tasks:
+            task.cancel()
+        await asyncio.gather(*raw._tasks, return_exceptions=True)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One whole request (head and Content-Length body) as bytes."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def serve_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        request = await read_request(reader)
+        writer.write(ok(request.rsplit(b"\r\n\r\n", 1)[1]))
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST rather than FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Main], None]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(main: Main) -> None:
+        async def bounded() -> None:
+            async with asyncio.timeout(15):
+                await main()
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(bounded())
+
+    return run
+
+
+async def eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def post(
+    pool: ConnectionPool, origin: Origin, path: str, body: bytes = b"", **kw: Any
+) -> Any:
+    kw.setdefault("timeout_s", 5.0)
+    kw.setdefault("max_body", 4 << 20)
+    return await pool.request(origin, "POST", path, kw.pop("headers", ()), body, **kw)
+
+
+# --- against uvicorn -----------------------------------------------------------------------------
+
+
+def test_one_mib_round_trip_read_whole_and_streamed(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+    body = bytes(range(256)) * 4096
+
+    async def main() -> None:
+        pool = ConnectionPool()
+        headers = [("Content-Type", "application/x-npy"), ("X-Amzn-Custom", "a=1; b=2")]
+        response = await post(pool, origin, "/echo", body, headers=headers)
+        assert response.status == 200
+        assert response.body == body
+        assert json.loads(response.headers["x-received"]) == [
+            ["host", f"127.0.0.1:{origin.port}"],
+            ["content-type", "application/x-npy"],
+            ["x-amzn-custom", "a=1; b=2"],
+            ["content-length", "1048576"],
+        ]
+        async with pool.stream(origin, "POST", "/echo", (), body, deadline=None) as stream:
+            assert stream.status == 200
+            assert stream.headers["content-length"] == "1048576"
+            assert b"".join([chunk async for chunk in stream]) == body
+        assert pool.connections == 1
+        await pool.close()
+
+    run(main)
+
+
+def test_keep_alive_reuses_one_connection(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        for i in range(10):
+            assert (await post(pool, origin, "/echo", b"%d" % i)).body == b"%d" % i
+        async with pool.stream(origin, "POST", "/chunked", (), b"abcd", deadline=None) as s:
+            assert [chunk async for chunk in s] == [b"ab", b"cd"]
+        assert len(uvicorn_server.app.clients) == 11
+        assert len(uvicorn_server.ports()) == 1
+        assert (pool.connections, pool.idle(origin)) == (1, 1)
+        await pool.close()
+
+    run(main)
+
+
+def test_connection_close_response_is_not_reused(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        first = await post(pool, origin, "/close", b"1")
+        assert (first.body, first.headers["connection"]) == (b"1", "close")
+        assert pool.idle(origin) == 0
+        assert (await post(pool, origin, "/close", b"2")).body == b"2"
+        assert len(uvicorn_server.ports()) == 2
+        await pool.close()
+
+    run(main)
+
+
+def test_chunked_response_read_whole(uvicorn_server: Uvicorn, run: Callable[[Main], None]) -> None:
+    async def main() -> None:
+        pool = ConnectionPool()
+        response = await post(pool, uvicorn_server.origin, "/chunked", b"x" * 100_001)
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.body == b"x" * 100_001
+        assert pool.idle(uvicorn_server.origin) == 1
+        await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("path", ["/echo", "/chunked"])
+def test_max_size_exceeded_raises_and_drops_the_connection(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None], path: str
+) -> None:
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        assert (await post(pool, origin, path, b"a" * 1000, max_body=1000)).body == b"a" * 1000
+        with pytest.raises(BodyTooLarge) as too_large:
+            await post(pool, origin, path, b"a" * 1001, max_body=1000)
+        assert too_large.value.limit == 1000
+        await eventually(lambda: pool.connections == 0)
+        assert (await post(pool, origin, path, b"ok")).body == b"ok"
+        assert len(uvicorn_server.ports()) == 2  # the connection that overflowed was not reused
+        await pool.close()
+
+    run(main)
+
+
+def test_timeout_raises_and_the_next_call_works(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+    app = uvicorn_server.app
+
+    async def main() -> None:
+        pool = ConnectionPool()
+        await post(pool, origin, "/echo")
+        disconnects = app.disconnects
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await post(pool, origin, "/slow", timeout_s=0.2)
+        assert 0.2 <= time.monotonic() - started < 1.0
+        await eventually(lambda: app.disconnects == disconnects + 1)  # closed, never reused
+        assert pool.connections == 0
+        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+        await pool.close()
+
+    run(main)
+
+
+def test_cancelled_call_closes_its_connection(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+    app = uvicorn_server.app
+
+    async def main() -> None:
+        pool = ConnectionPool()
+        await post(pool, origin, "/echo")
+        calls, disconnects = len(app.clients), app.disconnects
+        call = asyncio.create_task(post(pool, origin, "/slow"))
+        await eventually(lambda: len(app.clients) == calls + 1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await eventually(lambda: app.disconnects == disconnects + 1)
+        assert (pool.connections, pool.idle(origin)) == (0, 0)
+        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+        await pool.close()
+
+    run(main)
+
+
+# --- against a raw socket server -----------------------------------------------------------------
+
+
+def test_request_bytes_are_exact_and_response_names_lower_cased(
+    run: Callable[[Main], None],
+) -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        seen.append(await read_request(reader))
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nX-Mixed-Case: V a\r\nSet-Cookie: a=1\r\n"
+            b"set-cookie: b=2\r\nContent-Length: 2\r\n\r\nok"
+        )
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            headers = [("Content-Type", "text/csv"), ("X-Amzn-SageMaker-Custom-Attributes", "x")]
+            response = await post(pool, server.origin, "/invocations", b"a,b\r\n", headers=headers)
+            assert seen == [
+                b"POST /invocations HTTP/1.1\r\n"
+                b"Host: 127.0.0.1:%d\r\n"
+                b"Content-Type: text/csv\r\n"
+                b"X-Amzn-SageMaker-Custom-Attributes: x\r\n"
+                b"Content-Length: 5\r\n\r\na,b\r\n" % server.origin.port
+            ]
+            assert response.status == 201
+            assert response.headers == {
+                "x-mixed-case": "V a",
+                "set-cookie": "a=1, b=2",
+                "content-length": "2",
+            }
+            assert response.body == b"ok"
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-A", "1\r\nX-Injected: 1")],
+        [("X-A", "1\nX-Injected: 1")],
+        [("X-A", "nul\x00")],
+        [("X-A\r\nX-Injected", "1")],
+        [("X A", "1")],
+        [("X-A:", "1")],
+        [("", "1")],
+        [("Content-Length", "0")],
+        [("transfer-encoding", "chunked")],
+        [("Host", "elsewhere")],
+    ],
+)
+def test_header_injection_raises_before_any_io(
+    run: Callable[[Main], None], headers: list[tuple[str, str]]
+) -> None:
+    async def main() -> None:
+        async with raw_server(serve_forever_handler) as server:
+            pool = ConnectionPool()
+            with pytest.raises(ValueError):
+                await post(pool, server.origin, "/invocations", b"x", headers=headers)
+            with pytest.raises(ValueError):
+                await post(pool, server.origin, "/a b", b"x")
+            assert (server.connections, pool.connections) == (0, 0)
+            await pool.close()
+
+    run(main)
+
+
+async def serve_forever_handler(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+) -> None:
+    await serve_forever(reader, writer)
+
+
+def test_stream_yields_each_chunk_before_the_next_is_sent(run: Callable[[Main], None]) -> None:
+    got_first = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await got_first.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        got_first.clear()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            chunks = []
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                assert stream.headers == {"transfer-encoding": "chunked"}
+                async for chunk in stream:
+                    chunks.append(chunk)
+                    got_first.set()
+            assert chunks == [b"first", b"second"]
+            assert pool.idle(server.origin) == 1
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("close", ["fin", "rst"])
+def test_idle_connection_closed_under_a_request_is_retried_once(
+    run: Callable[[Main], None], close: str
+) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(ok(b"first"))
+        if n == 0:
+            # The next request arrives as the server gives up on the idle connection.
+            await reader.readuntil(b"\r\n\r\n")
+            if close == "rst":
+                reset(writer)
+            return  # closed with FIN on the way out
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            assert (await post(pool, server.origin, "/")).body == b"first"
+            assert (await post(pool, server.origin, "/")).body == b"first"
+            assert server.connections == 2
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("sent", [b"H", b"HTTP/1.1 200 OK\r\nContent-Le"])
+def test_close_after_response_bytes_is_an_error_not_a_retry(
+    run: Callable[[Main], None], sent: bytes
+) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(ok(b"first"))
+        await read_request(reader)
+        writer.write(sent)  # then FIN: unlike an RST it cannot overtake the bytes
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            await post(pool, server.origin, "/")
+            with pytest.raises(ConnectionLost) as lost:
+                await post(pool, server.origin, "/")
+            assert not isinstance(lost.value, StaleConnection)
+            assert server.connections == 1
+            await pool.close()
+
+    run(main)
+
+
+def test_fresh_connection_closed_without_answer_is_not_retried(
+    run: Callable[[Main], None],
+) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            with pytest.raises(ConnectionLost):
+                await post(pool, server.origin, "/")
+            assert server.connections == 1
+            await pool.close()
+
+    run(main)
+
+
+def test_mid_body_disconnect_raises_read_whole_and_streamed(run: Callable[[Main], None]) -> None:
+    got_first = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        if n == 1:
+            await got_first.wait()
+
+    async def main() -> None:
+        got_first.clear()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            with pytest.raises(ConnectionLost):
+                await post(pool, server.origin, "/")
+            chunks = []
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                with pytest.raises(ConnectionLost):
+                    async for chunk in stream:
+                        chunks.append(chunk)
+                        got_first.set()
+            assert chunks == [b"0123456789"]
+            assert pool.connections == 0
+            await pool.close()
+
+    run(main)
+
+
+def test_close_delimited_and_interim_responses(run: Callable[[Main], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 0:
+            writer.write(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the end")
+            return
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok(b"final"))
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            response = await post(pool, server.origin, "/")
+            assert (response.headers, response.body) == ({"x-a": "1"}, b"until the end")
+            assert pool.idle(server.origin) == 0
+            response = await post(pool, server.origin, "/")
+            assert response.status == 200
+            assert (response.headers, response.body) == ({"content-length": "5"}, b"final")
+            assert pool.idle(server.origin) == 1
+            await pool.close()
+
+    run(main)
+
+
+def test_peer_closing_an_idle_connection_drops_it(run: Callable[[Main], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(ok(b"bye"))  # keep-alive by its headers, closed right after
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            assert (await post(pool, server.origin, "/")).body == b"bye"
+            await eventually(lambda: (pool.connections, pool.idle(server.origin)) == (0, 0))
+            assert (await post(pool, server.origin, "/")).body == b"bye"
+            assert server.connections == 2
+            await pool.close()
+
+    run(main)
+
+
+def test_idle_timeout_closes_unused_connections(run: Callable[[Main], None]) -> None:
+    eofs: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(ok((await read_request(reader))[-1:]))
+        assert await reader.read() == b""
+        eofs.append(n)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool(idle_timeout_s=0.1)
+            await post(pool, server.origin, "/", b"x")
+            assert pool.idle(server.origin) == 1
+            await eventually(lambda: eofs == [0])
+            assert (pool.connections, pool.idle(server.origin)) == (0, 0)
+            await pool.close()
+
+    run(main)
+
+
+def test_close_closes_idle_and_busy_connections(run: Callable[[Main], None]) -> None:
+    eofs: list[int] = []
+    arrived = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        nonlocal arrived
+        while True:
+            try:
+                body = (await read_request(reader)).rsplit(b"\r\n\r\n", 1)[1]
+            except asyncio.IncompleteReadError as exc:
+                assert exc.partial == b""
+                eofs.append(n)
+                return
+            arrived += 1
+            if body != b"hold":
+                writer.write(ok(body))
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            calls = [post(pool, server.origin, "/", b"%d" % i) for i in range(3)]
+            assert [r.body for r in await asyncio.gather(*calls)] == [b"0", b"1", b"2"]
+            assert pool.idle(server.origin) == 3
+            busy = asyncio.create_task(post(pool, server.origin, "/", b"hold"))
+            await eventually(lambda: arrived == 4)
+            await pool.close()
+            with pytest.raises(PoolClosed):
+                await busy
+            assert pool.connections == 0
+            await eventually(lambda: sorted(eofs) == [0, 1, 2])  # "hold" reused one of them
+            with pytest.raises(PoolClosed):
+                await post(pool, server.origin, "/")
+
+    run(main)
+
+
+def test_back_pressure_bounds_buffered_bytes(run: Callable[[Main], None]) -> None:
+    piece = bytes(range(256)) * 256  # 64 KiB
+    count = 320  # 20 MiB
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(piece) * count))
+        for _ in range(count):
+            writer.write(piece)
+            await writer.drain()
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            digest = hashlib.sha256()
+            size = most = 0
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                async for chunk in stream:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    most = max(most, stream.buffered + len(chunk))
+                    for _ in range(20):  # a slow consumer: the loop turns while we "work"
+                        await asyncio.sleep(0)
+            assert size == len(piece) * count
+            assert digest.digest() == hashlib.sha256(piece * count).digest()
+            assert HIGH_WATER < most <= HIGH_WATER + 256 * 1024
+            assert pool.idle(server.origin) == 1  # read to the end, so reusable
+            await pool.close()
+
+    run(main)
+
+
+def test_stream_deadline_covers_the_body(run: Callable[[Main], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        await reader.read()
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            deadline = asyncio.get_running_loop().time() + 0.2
+            async with pool.stream(
+                server.origin, "POST", "/", (), b"", deadline=deadline
+            ) as stream:
+                assert await anext(stream) == b"ab"
+                with pytest.raises(TimeoutError):
+                    await anext(stream)
+            await eventually(lambda: pool.connections == 0)
+            await pool.close()
+
+    run(main)
+
+
+# --- through ContainerClient ---------------------------------------------------------------------
+
+
+def test_client_maps_mid_body_loss_to_unreachable(run: Callable[[Main], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            client = ContainerClient()
+            url = f"http://127.0.0.1:{server.origin.port}"
+            call = ContainerRequest(body=b"x", headers=[], timeout_s=5.0)
+            with pytest.raises(ContainerUnreachable) as failed:
+                await client.invoke(url, call)
+            assert failed.value.message == (
+                "The connection to the container failed: "
+                "The server closed the connection mid-response."
+            )
+            async with client.stream(url, call) as stream:
+                assert stream.status == 200
+                with pytest.raises(ContainerUnreachable):
+                    _ = [chunk async for chunk in stream.chunks]
+            assert not await client.ping(url, 1.0)
+            await client.close()
+
+    run(main)
