@@ -6,8 +6,11 @@ every microsecond here is paid on each call.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import uuid
+from typing import Any
 from urllib.parse import unquote
 
 from sagehost.control.plane import ControlPlane
@@ -18,7 +21,6 @@ from sagehost.gateway.http import (
     BodyTooLarge,
     ClientGone,
     Headers,
-    Message,
     Receive,
     Scope,
     Send,
@@ -57,28 +59,24 @@ class Gateway:
         self._invoker = invoker
         self._invoke_op = invoke_endpoint
         self._default_region = default_region
+        self._request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request_id = str(uuid.uuid4())
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        request_id = self._request_ids.next()
         try:
-            await self._route(scope, receive, tracked_send, request_id)
+            await self._route(scope, receive, send, request_id)
         except ClientGone:
             return
         except Exception:
             # The outermost catch: log the traceback here, and only here.
             log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                status, headers, body = wire.render_rest_json(wire.internal_failure())
-                headers.append((b"x-amzn-requestid", request_id.encode()))
+            status, headers, body = wire.render_rest_json(wire.internal_failure())
+            headers.append((b"x-amzn-requestid", request_id.encode()))
+            # If the response had already started the server refuses a second start; the
+            # client then sees the connection close, which is all that is left to tell it.
+            with contextlib.suppress(RuntimeError):
                 await respond(send, status, headers, body)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
@@ -211,19 +209,37 @@ class Gateway:
         await respond(send, status, headers, body)
 
 
-def _invoke_input(params: dict[str, object], body: bytes) -> InvokeInput:
-    get = params.get
-    return InvokeInput(
-        endpoint_name=str(params["EndpointName"]),
-        body=body,
-        content_type=get("ContentType"),  # type: ignore[arg-type]
-        accept=get("Accept"),  # type: ignore[arg-type]
-        custom_attributes=get("CustomAttributes"),  # type: ignore[arg-type]
-        target_model=get("TargetModel"),  # type: ignore[arg-type]
-        target_variant=get("TargetVariant"),  # type: ignore[arg-type]
-        target_container_hostname=get("TargetContainerHostname"),  # type: ignore[arg-type]
-        inference_id=get("InferenceId"),  # type: ignore[arg-type]
-        enable_explanations=get("EnableExplanations"),  # type: ignore[arg-type]
-        inference_component=get("InferenceComponentName"),  # type: ignore[arg-type]
-        session_id=get("SessionId"),  # type: ignore[arg-type]
-    )
+class RequestIds:
+    """Unique request ids in UUID form without a getrandom() call per request.
+
+    Each id is a random 64-bit prefix drawn once per process followed by a counter, so ids never
+    repeat within a process and collide across processes with negligible probability.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = f"{uuid.uuid4().hex[:16]}"
+        self._counter = itertools.count(int.from_bytes(uuid.uuid4().bytes[:6], "big"))
+
+    def next(self) -> str:
+        text = self._prefix + f"{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-8{text[17:20]}-{text[20:]}"
+
+
+_MEMBERS = {
+    "ContentType": "content_type",
+    "Accept": "accept",
+    "CustomAttributes": "custom_attributes",
+    "TargetModel": "target_model",
+    "TargetVariant": "target_variant",
+    "TargetContainerHostname": "target_container_hostname",
+    "InferenceId": "inference_id",
+    "EnableExplanations": "enable_explanations",
+    "InferenceComponentName": "inference_component",
+    "SessionId": "session_id",
+}
+
+
+def _invoke_input(params: dict[str, Any], body: bytes) -> InvokeInput:
+    # Only the headers the caller sent are in params: usually two or three.
+    optional = {_MEMBERS[k]: v for k, v in params.items() if k in _MEMBERS}
+    return InvokeInput(endpoint_name=str(params["EndpointName"]), body=body, **optional)

@@ -40,6 +40,7 @@ class RuntimeOperation:
     # walks the shape to word AWS's message.
     quick_checks: dict[str, Callable[[object], bool]] = field(default_factory=dict)
     _wire_headers: dict[bytes, str] = field(default_factory=dict)
+    _integers: frozenset[str] = frozenset()
 
     @classmethod
     def from_model(cls, op: OperationModel) -> RuntimeOperation:
@@ -79,6 +80,11 @@ class RuntimeOperation:
             success_status=int(op.http.get("responseCode", 200)),
             quick_checks=checks,
             _wire_headers={name.encode("latin-1"): member for name, member in headers.items()},
+            _integers=frozenset(
+                name
+                for name, member in shape.members.items()
+                if member.type_name in ("integer", "long")
+            ),
         )
 
     def parse(
@@ -98,7 +104,9 @@ class RuntimeOperation:
                         f"1 validation error detected: Value at '{_lower_first(member)}' failed to "
                         "satisfy constraint: Member must contain only ASCII characters"
                     ) from None
-                params[member] = _coerce(shape_members(self.input_shape)[member], value)
+                params[member] = (
+                    int(value) if member in self._integers and value.isdigit() else value
+                )
         body_ok = self.body_max is None or body_length <= self.body_max
         checks = self.quick_checks
         if body_ok and all(checks[name](value) for name, value in params.items()):
@@ -158,20 +166,6 @@ def _without_body(params: dict[str, Any], op: RuntimeOperation) -> dict[str, Any
     if op.body_member is None:
         return params
     return {**params, op.body_member: b""}
-
-
-def _coerce(shape: Shape, value: str) -> object:
-    if shape.type_name in ("integer", "long"):
-        try:
-            return int(value)
-        except ValueError:
-            return value  # the validator reports the type error
-    return value
-
-
-def shape_members(shape: Shape) -> dict[str, Shape]:
-    assert isinstance(shape, StructureShape)
-    return dict(shape.members)
 
 
 def _lower_first(name: str) -> str:

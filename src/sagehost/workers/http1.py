@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+#: How often deadlines are checked; a call may overrun its deadline by up to this much.
+DEADLINE_TICK_S = 0.05
 IDLE_TIMEOUT_S = 4.0  # below uvicorn's 5 s keep-alive, so we drop an idle connection first
 HIGH_WATER = 64 * 1024  # unconsumed stream bytes at which reading from the socket pauses
 LOW_WATER = 16 * 1024  # ... and resumes
@@ -185,7 +187,17 @@ class ConnectionPool:
     There is no limit on connections: the callers' concurrency is bounded upstream.
     """
 
-    __slots__ = ("_all", "_closed", "_drained", "_idle", "_idle_timeout", "_ssl", "_sweeper")
+    __slots__ = (
+        "_all",
+        "_closed",
+        "_drained",
+        "_due",
+        "_idle",
+        "_idle_timeout",
+        "_ssl",
+        "_sweeper",
+        "_watcher",
+    )
 
     def __init__(self, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
@@ -195,6 +207,12 @@ class ConnectionPool:
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
+        # Connections with a deadline. One coarse periodic check replaces a timer per request:
+        # arming and cancelling a timer for every call cost more than the rest of the call's
+        # bookkeeping, and invocation deadlines are seconds long, so DEADLINE_TICK_S of slack
+        # is immaterial.
+        self._due: set[_Connection] = set()
+        self._watcher: asyncio.TimerHandle | None = None
 
     @property
     def connections(self) -> int:
@@ -254,6 +272,9 @@ class ConnectionPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         for conns in self._idle.values():
             for conn in conns:
                 conn.pooled = False
@@ -346,11 +367,29 @@ class ConnectionPool:
     def discard(self, conn: _Connection) -> None:
         """``conn`` is gone: forget it (an idle one is no longer offered)."""
         self._all.discard(conn)
+        self._due.discard(conn)
         if conn.pooled:
             conn.pooled = False
             self._idle[conn.key].remove(conn)
         if self._drained is not None and not self._all and not self._drained.done():
             self._drained.set_result(None)
+
+    def watch(self, conn: _Connection) -> None:
+        self._due.add(conn)
+        if self._watcher is None:
+            self._watcher = conn.loop.call_later(DEADLINE_TICK_S, self._check_deadlines, conn.loop)
+
+    def unwatch(self, conn: _Connection) -> None:
+        self._due.discard(conn)
+
+    def _check_deadlines(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watcher = None
+        now = loop.time()
+        for conn in [c for c in self._due if c.deadline <= now]:
+            self._due.discard(conn)
+            conn.expire()
+        if self._due:
+            self._watcher = loop.call_later(DEADLINE_TICK_S, self._check_deadlines, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close connections idle too long; each list is ordered oldest first."""
@@ -387,9 +426,9 @@ class _Connection(asyncio.Protocol):
         "_pool",
         "_served",
         "_started",
-        "_timer",
         "buffered",
         "chunks",
+        "deadline",
         "done",
         "error",
         "headers",
@@ -428,7 +467,7 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._framed = True
         self._limit: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
 
     # --- driven by the pool ----------------------------------------------------------------------
 
@@ -445,7 +484,8 @@ class _Connection(asyncio.Protocol):
         self._limit = limit
         waiter = self.waiter = self.loop.create_future()
         if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._expire)
+            self.deadline = deadline
+            self._pool.watch(self)
         try:
             try:
                 if len(body) <= _INLINE_BODY:
@@ -494,15 +534,12 @@ class _Connection(asyncio.Protocol):
         if not transport.is_closing():
             transport.abort()
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
         if not self.done:
             self.fail(TimeoutError("The response did not arrive in time."))
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pool.unwatch(self)
 
     def _wake(self) -> None:
         waiter = self.waiter
