@@ -1,0 +1,191 @@
+"""Benchmark InvokeEndpoint: sagehost with SigV4 against the same container called directly.
+
+One echo container (the built-in runtime, ``python -m sagehost.modelhost``) is started; sagehost
+is started and given an endpoint whose image is ``url:`` that container, so both paths end in
+the very same process. wrk drives each path with the same body at each concurrency, alternating
+paths run by run; the report gives the median of the runs.
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Usage::
+
+    python bench/invoke.py --runs 5 --seconds 5 --concurrency 1 8 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from sagehost.testing.server import RunningServer, free_port
+
+HERE = Path(__file__).resolve().parent
+BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+{headers}
+"""
+
+
+def wait_ping(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def start_container(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEHOST_MODEL_DIR": str(HERE / "models" / "echo"),
+    }
+    log = open(tmp / "container.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sagehost.modelhost"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ping(url)
+    return process, url
+
+
+def signed_headers(url: str, endpoint: str) -> dict[str, str]:
+    request = AWSRequest(
+        method="POST",
+        url=f"{url}/endpoints/{endpoint}/invocations",
+        data=BODY,
+        headers={"Content-Type": "application/json"},
+    )
+    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+def wrk(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float, tmp: Path
+) -> dict[str, float]:
+    script = tmp / "post.lua"
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    script.write_text(LUA.format(body=json.dumps(BODY.decode()), headers=lines))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        container, container_url = start_container(tmp)
+        server = RunningServer(
+            data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
+        )
+        server.start()
+        try:
+            sm = server.client("sagemaker")
+            sm.create_model(ModelName="echo", PrimaryContainer={"Image": f"url:{container_url}"})
+            sm.create_endpoint_config(
+                EndpointConfigName="echo",
+                ProductionVariants=[
+                    {"VariantName": "AllTraffic", "ModelName": "echo", "InitialInstanceCount": 1}
+                ],
+            )
+            sm.create_endpoint(EndpointName="echo", EndpointConfigName="echo")
+            assert sm.describe_endpoint(EndpointName="echo")["EndpointStatus"] == "InService"
+            via = signed_headers(server.url, "echo")
+            direct = {"Content-Type": "application/json"}
+            results: dict[tuple[str, int], list[dict[str, float]]] = {}
+            for concurrency in args.concurrency:
+                for _ in range(args.runs):
+                    for path, url, headers in (
+                        ("direct", f"{container_url}/invocations", direct),
+                        ("sagehost", f"{server.url}/endpoints/echo/invocations", via),
+                    ):
+                        assert server.process is not None
+                        before = cpu_seconds(server.process.pid), cpu_seconds(container.pid)
+                        result = wrk(url, headers, concurrency, args.seconds, tmp)
+                        after = cpu_seconds(server.process.pid), cpu_seconds(container.pid)
+                        calls = result["rps"] * args.seconds
+                        result["sagehost_cpu_us"] = 1e6 * (after[0] - before[0]) / calls
+                        result["container_cpu_us"] = 1e6 * (after[1] - before[1]) / calls
+                        results.setdefault((path, concurrency), []).append(result)
+            report(results, args)
+        finally:
+            server.stop()
+            container.terminate()
+            container.wait()
+
+
+def report(
+    results: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace
+) -> None:
+    print(f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1)")
+    print("path       conc     req/s   p50 ms   p99 ms  sagehost CPU/call  container CPU/call")
+    for (path, concurrency), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(
+            f"{path:<10}{concurrency:>5}{med['rps']:>10.0f}{med['p50_ms']:>9.3f}{med['p99_ms']:>9.3f}"
+            f"{med['sagehost_cpu_us']:>16.0f} us{med['container_cpu_us']:>16.0f} us"
+        )
+    for concurrency in args.concurrency:
+        pairs = list(
+            zip(results[("sagehost", concurrency)], results[("direct", concurrency)], strict=True)
+        )
+        added = statistics.median(s["p50_ms"] - d["p50_ms"] for s, d in pairs)
+        ratio = statistics.median(s["rps"] / d["rps"] for s, d in pairs)
+        print(
+            f"concurrency {concurrency}: added p50 latency {added:.3f} ms, "
+            f"throughput sagehost/direct {ratio:.2f} (medians of paired runs)"
+        )
+
+
+if __name__ == "__main__":
+    main()
