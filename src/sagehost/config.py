@@ -21,6 +21,9 @@ class Settings:
     describe_settle_s: float = 20.0
     # Default health-check budget of a new fleet (ContainerStartupHealthCheckTimeoutInSeconds).
     startup_timeout_s: float = 240.0
+    # Total time a response stream may run (InvokeEndpointWithResponseStream); AWS documents no
+    # value, 8 minutes is the commonly cited one.
+    stream_limit_s: float = 480.0
     # How long an invocation waits for a healthy instance before answering ServiceUnavailable.
     instance_wait_s: float = 10.0
     # On shutdown: how long in-flight requests may take, and how long workers get after SIGTERM.

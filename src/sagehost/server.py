@@ -130,6 +130,10 @@ def build(settings: Settings) -> App:
         invoke_endpoint=RuntimeOperation.from_model(
             runtime_model.operation_model("InvokeEndpoint")
         ),
+        invoke_stream=RuntimeOperation.from_model(
+            runtime_model.operation_model("InvokeEndpointWithResponseStream")
+        ),
+        stream_limit_s=settings.stream_limit_s,
         default_region=settings.region,
     )
     return App(settings, gateway, control, pool, catalog, accounts)

@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="health-check budget of variants that set none (default 240)",
     )
+    serve.add_argument(
+        "--stream-limit",
+        type=float,
+        default=480.0,
+        metavar="SECONDS",
+        help="total time a response stream may run (default 480)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return root
 
@@ -75,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         describe_settle_s=args.describe_settle,
         shutdown_timeout_s=args.shutdown_timeout,
         startup_timeout_s=args.startup_timeout,
+        stream_limit_s=args.stream_limit,
         log_level=args.log_level,
         docker_host=os.environ.get("DOCKER_HOST"),
     )

@@ -10,6 +10,7 @@ Tree::
     ├── ResourceConflict            "Cannot create already existing ..." / in-progress update
     ├── UnknownOperation            an X-Amz-Target we do not serve
     ├── ModelFailed                 the container answered non-2xx, timed out or broke
+    ├── ModelStreamFailed           a response stream broke after its first byte
     ├── NoHealthyInstance           nothing can take the call right now (503)
     ├── DependencyFailed            model storage or another dependency failed (530)
     ├── DeploymentFailed            a fleet did not become healthy (never reaches a client)
@@ -74,6 +75,17 @@ class ModelFailed(SagehostError):
         self.status = status
         self.original_message = original_message
         self.container = container
+
+
+class ModelStreamFailed(SagehostError):
+    """A response stream broke after its first byte reached the client.
+
+    ``error_code`` is ``ModelInvocationTimeExceeded`` or ``StreamBroken``.
+    """
+
+    def __init__(self, message: str, error_code: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
 
 
 class NoHealthyInstance(SagehostError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 
@@ -29,6 +30,19 @@ class InvokeOutput:
     custom_attributes: str | None = None
     new_session_id: str | None = None
     closed_session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutput:
+    """An open response stream. ``first`` is the container's first chunk (``None`` when the
+    stream was empty); ``rest`` yields the others as they arrive and raises
+    ``ModelStreamFailed`` if the stream breaks."""
+
+    invoked_variant: str
+    first: bytes | None
+    rest: AsyncIterator[bytes]
+    content_type: str | None = None
+    custom_attributes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

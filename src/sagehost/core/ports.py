@@ -6,7 +6,8 @@ tested against fakes in ``sagehost.testing`` and adapters can be swapped without
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +64,16 @@ class ContainerResponse:
     body: bytes
 
 
+@dataclass(frozen=True)
+class ContainerStream:
+    """A response whose body is read as it arrives: ``chunks`` yields each piece in order and
+    raises ``ContainerTimeout`` or ``ContainerUnreachable`` if the stream breaks."""
+
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    chunks: AsyncIterator[bytes]
+
+
 class Instance(Protocol):
     """One running copy of a container (a worker process, or a URL)."""
 
@@ -81,6 +92,13 @@ class Instance(Protocol):
 
     async def invoke(self, request: ContainerRequest) -> ContainerResponse:
         """Call the container; raises ``ContainerTimeout`` or ``ContainerUnreachable``."""
+        ...
+
+    def invoke_stream(
+        self, request: ContainerRequest
+    ) -> AbstractAsyncContextManager[ContainerStream]:
+        """Call the container and read its body as it arrives; ``request.timeout_s`` bounds
+        the whole exchange. Leaving the context early closes the connection."""
         ...
 
 

@@ -28,7 +28,9 @@ from sagehost.gateway.http import (
     read_body,
     respond,
 )
+from sagehost.gateway.streaming import send_stream
 from sagehost.invoke.service import Invoker
+from sagehost.invoke.streams import open_stream
 from sagehost.protocol import errors as wire
 from sagehost.protocol.control import ControlProtocol
 from sagehost.protocol.runtime import SIX_MIB, RequestInvalid, RuntimeOperation
@@ -51,6 +53,8 @@ class Gateway:
         control_protocol: ControlProtocol,
         invoker: Invoker,
         invoke_endpoint: RuntimeOperation,
+        invoke_stream: RuntimeOperation,
+        stream_limit_s: float = 480.0,
         default_region: str = "us-east-1",
     ) -> None:
         self._auth = authenticator
@@ -58,6 +62,9 @@ class Gateway:
         self._control_protocol = control_protocol
         self._invoker = invoker
         self._invoke_op = invoke_endpoint
+        self._stream_op = invoke_stream
+        self._runtime_ops = {op.path_suffix: op for op in (invoke_endpoint, invoke_stream)}
+        self._stream_limit_s = stream_limit_s
         self._default_region = default_region
         self._request_ids = RequestIds()
 
@@ -115,16 +122,26 @@ class Gateway:
         endpoint_name = unquote(name_part)
         caller: Caller | None = None
         headers: Headers = scope["headers"]
+        op = self._runtime_ops.get(suffix)
+        started = False
         try:
-            if suffix != self._invoke_op.path_suffix:
+            if op is None:
                 raise RequestInvalid(f"Unknown runtime operation /endpoints/{{name}}/{suffix}")
             length = declared_length(headers)
             if length is not None and length > MAX_BODY:
                 raise BodyTooLarge(MAX_BODY)
             body = await read_body(receive, MAX_BODY)
             caller = await self._authenticate(scope, body)
-            params = self._invoke_op.parse(endpoint_name, headers, len(body))
-            result = await self._invoker.invoke(caller, _invoke_input(params, body))
+            params = op.parse(endpoint_name, headers, len(body))
+            request = _invoke_input(params, body)
+            if op is self._stream_op:
+                async with open_stream(
+                    self._invoker, caller, request, stream_limit_s=self._stream_limit_s
+                ) as stream:
+                    started = True
+                    await send_stream(stream, receive, send, request_id)
+                return
+            result = await self._invoker.invoke(caller, request)
         except ClientGone:
             raise
         except BodyTooLarge as error:
@@ -137,6 +154,9 @@ class Gateway:
             )
             return
         except Exception as error:
+            if started:  # the stream's status line is out: nothing more can be said
+                log.exception("error after a response stream started")
+                return
             region = caller.region if caller else self._default_region
             account = caller.account if caller else ""
             await self._runtime_failure(

@@ -15,6 +15,7 @@ from sagehost.core.errors import (
     InvalidRequest,
     ModelFailed,
     NoHealthyInstance,
+    SagehostError,
 )
 from sagehost.core.invocation import Caller, InvokeInput, InvokeOutput
 from sagehost.core.live import EndpointDirectory, LiveEndpoint, LiveVariant
@@ -67,7 +68,8 @@ class Invoker:
             )
         return endpoint
 
-    async def invoke(self, caller: Caller, request: InvokeInput) -> InvokeOutput:
+    def admit(self, caller: Caller, request: InvokeInput) -> LiveEndpoint:
+        """The endpoint a call goes to, once every routing header is known to apply to it."""
         endpoint = self.resolve(caller, request.endpoint_name)
         if request.target_model is not None:
             raise InvalidRequest(
@@ -86,17 +88,23 @@ class Invoker:
             )
         if request.session_id is not None and request.session_id != "NEW_SESSION":
             raise InvalidRequest(f"Session {request.session_id} is not an open session.")
-        instance = None
+        return endpoint
+
+    async def pick(
+        self, endpoint: LiveEndpoint, target: str | None
+    ) -> tuple[LiveVariant, Instance]:
+        """The variant (by weight or TargetVariant) and its least busy ready instance."""
         if endpoint.variants:
-            variant = choose_variant(endpoint, request.target_variant, self._rng)
+            variant = choose_variant(endpoint, target, self._rng)
             instance = choose_instance(variant.fleet.instances, self._rng)
-        if instance is None:
-            variant, instance = await self._wait_for_instance(endpoint, request.target_variant)
-        headers = [
-            (wire, value)
-            for attr, wire in _FORWARD
-            if (value := getattr(request, attr)) is not None
-        ]
+            if instance is not None:
+                return variant, instance
+        return await self._wait_for_instance(endpoint, target)
+
+    async def invoke(self, caller: Caller, request: InvokeInput) -> InvokeOutput:
+        endpoint = self.admit(caller, request)
+        variant, instance = await self.pick(endpoint, request.target_variant)
+        headers = forwarded_headers(request)
         call = ContainerRequest(
             body=request.body,
             headers=headers,
@@ -106,15 +114,9 @@ class Invoker:
         try:
             reply = await self._call(endpoint, variant, instance, call)
         except ContainerTimeout:
-            raise _timeout(variant.container) from None
+            raise timed_out(variant.container) from None
         except ContainerUnreachable as error:
-            raise ModelFailed(
-                f"Received server error (0) from {variant.container} with message "
-                f'"{error.message}". See the sagehost log of endpoint {endpoint.name} for more information.',
-                status=0,
-                original_message=error.message,
-                container=variant.container,
-            ) from None
+            raise connection_failed(variant.container, endpoint.name, error) from None
         except ContainerResponseTooLarge:
             raise ModelFailed(
                 f"Received a response from {variant.container} larger than the "
@@ -178,6 +180,22 @@ class Invoker:
         )
 
 
+def forwarded_headers(request: InvokeInput) -> list[tuple[str, str]]:
+    return [
+        (wire, value) for attr, wire in _FORWARD if (value := getattr(request, attr)) is not None
+    ]
+
+
+def connection_failed(container: str, endpoint: str, error: SagehostError) -> ModelFailed:
+    return ModelFailed(
+        f'Received server error (0) from {container} with message "{error.message}". '
+        f"See the sagehost log of endpoint {endpoint} for more information.",
+        status=0,
+        original_message=error.message,
+        container=container,
+    )
+
+
 def container_error(container: str, endpoint: str, status: int, body: bytes) -> ModelFailed:
     text = body[:MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
     kind = "client" if status < 500 else "server"
@@ -190,7 +208,7 @@ def container_error(container: str, endpoint: str, status: int, body: bytes) -> 
     )
 
 
-def _timeout(container: str) -> ModelFailed:
+def timed_out(container: str) -> ModelFailed:
     return ModelFailed(
         f"Received server error (0) from {container} with message "
         f'"Your invocation timed out while waiting for a response from container {container}. '

@@ -9,9 +9,8 @@ A container sees only ``Host``, the headers the platform forwards (runtime-api.m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from sagehost.core.errors import (
     ContainerRefused,
@@ -19,7 +18,7 @@ from sagehost.core.errors import (
     ContainerTimeout,
     ContainerUnreachable,
 )
-from sagehost.core.ports import ContainerRequest, ContainerResponse
+from sagehost.core.ports import ContainerRequest, ContainerResponse, ContainerStream
 from sagehost.protocol import container as contract
 from sagehost.workers.http1 import (
     BodyTooLarge,
@@ -32,15 +31,6 @@ from sagehost.workers.http1 import (
 # A /ping body is normally empty; a larger one is read (to keep the connection) up to this.
 _PING_MAX_BODY = 1024 * 1024
 _ORIGIN_CACHE = 1024  # distinct base URLs remembered; instances get new ports on restart
-
-
-@dataclass(frozen=True)
-class ContainerStream:
-    """A response whose body is read as it arrives: ``chunks`` yields each piece in order."""
-
-    status: int
-    headers: Mapping[str, str]
-    chunks: AsyncIterator[bytes]
 
 
 class ContainerClient:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from sagehost.core.errors import ContainerUnreachable, DeploymentFailed
-from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse
-from sagehost.workers.client import ContainerClient, ContainerStream
+from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse, ContainerStream
+from sagehost.workers.client import ContainerClient
 from sagehost.workers.images import Launch
 from sagehost.workers.process import WorkerProcess, free_port, port_was_taken, spawn
 from sagehost.workers.settings import Backoff, WorkerSettings
