@@ -47,6 +47,7 @@ from sagehost.workers.settings import WorkerSettings
 log = logging.getLogger("sagehost")
 
 DEMO_ENDPOINT = "demo"
+DEMO_STREAM_ENDPOINT = "demo-stream"
 
 
 class ConfigurationError(Exception):
@@ -139,51 +140,54 @@ def build(settings: Settings) -> App:
     return App(settings, gateway, control, pool, catalog, accounts)
 
 
-def demo_model_dir() -> Path:
-    return Path(str(resources.files("sagehost") / "demo" / "iris"))
+def demo_model_dir(name: str = "iris") -> Path:
+    return Path(str(resources.files("sagehost") / "demo" / name))
 
 
 async def deploy_demo(app: App) -> None:
-    """Deploy the demo endpoint through the real control-plane operations (idempotent)."""
+    """Deploy the demo endpoints through the real control-plane operations (idempotent).
+
+    ``demo`` classifies iris flowers; ``demo-stream`` streams generated text token by token.
+    """
     caller = Caller(app.accounts[0].account_id, app.settings.region)
-    steps = (
-        (
-            "CreateModel",
-            {
-                "ModelName": DEMO_ENDPOINT,
-                "PrimaryContainer": {
-                    "Image": "sagehost/python",
-                    "ModelDataUrl": demo_model_dir().as_uri(),
+    for endpoint, model in ((DEMO_ENDPOINT, "iris"), (DEMO_STREAM_ENDPOINT, "textgen")):
+        steps = (
+            (
+                "CreateModel",
+                {
+                    "ModelName": endpoint,
+                    "PrimaryContainer": {
+                        "Image": "sagehost/python",
+                        "ModelDataUrl": demo_model_dir(model).as_uri(),
+                    },
                 },
-            },
-        ),
-        (
-            "CreateEndpointConfig",
-            {
-                "EndpointConfigName": DEMO_ENDPOINT,
-                "ProductionVariants": [
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName": DEMO_ENDPOINT,
-                        "InitialInstanceCount": 1,
-                    }
-                ],
-            },
-        ),
-        ("CreateEndpoint", {"EndpointName": DEMO_ENDPOINT, "EndpointConfigName": DEMO_ENDPOINT}),
-    )
-    for operation, params in steps:
-        try:
-            await app.control.handle(operation, caller, params)
-        except InvalidRequest as exists:
-            # After a restart the resources are already there and restore() brings them back.
-            log.debug("demo: %s skipped: %s", operation, exists.message)
+            ),
+            (
+                "CreateEndpointConfig",
+                {
+                    "EndpointConfigName": endpoint,
+                    "ProductionVariants": [
+                        {
+                            "VariantName": "AllTraffic",
+                            "ModelName": endpoint,
+                            "InitialInstanceCount": 1,
+                        }
+                    ],
+                },
+            ),
+            ("CreateEndpoint", {"EndpointName": endpoint, "EndpointConfigName": endpoint}),
+        )
+        for operation, params in steps:
+            try:
+                await app.control.handle(operation, caller, params)
+            except InvalidRequest as exists:
+                # After a restart the resources are already there and restore() brings them back.
+                log.debug("demo: %s skipped: %s", operation, exists.message)
     # DescribeEndpoint waits for the deployment to settle, so the server answers /ping only
-    # once the demo endpoint can serve: a script may invoke it right after startup.
-    described = await app.control.handle(
-        "DescribeEndpoint", caller, {"EndpointName": DEMO_ENDPOINT}
-    )
-    log.info("demo endpoint %r is %s", DEMO_ENDPOINT, described["EndpointStatus"])
+    # once the demo endpoints can serve: a script may invoke them right after startup.
+    for endpoint in (DEMO_ENDPOINT, DEMO_STREAM_ENDPOINT):
+        described = await app.control.handle("DescribeEndpoint", caller, {"EndpointName": endpoint})
+        log.info("demo endpoint %r is %s", endpoint, described["EndpointStatus"])
 
 
 class _Server(uvicorn.Server):

@@ -51,6 +51,23 @@ def test_boto3_snippet(demo: RunningServer) -> None:
     assert rest.count("'label': 'virginica'") == 1
 
 
+def test_boto3_streaming_snippet(demo: RunningServer) -> None:
+    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[1]
+    assert "invoke_endpoint_with_response_stream" in snippet
+    result = subprocess.run(
+        [sys.executable, "-c", snippet.replace(":8080", f":{demo.port}")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert len(words) == 20
+    # The generator only walks word pairs seen in its corpus, so every word comes from it.
+    corpus = (Path(__file__).resolve().parents[2] / "src/sagehost/demo/textgen/corpus.txt").read_text()
+    assert set(words) <= set(corpus.split())
+
+
 def test_aws_cli_snippet(demo: RunningServer, tmp_path: Path) -> None:
     command = re.search(r"```sh\n(AWS_ACCESS_KEY_ID=.*?)```", README, re.S)
     assert command is not None
