@@ -31,40 +31,43 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     commands = re.findall(r"```sh\n(.*?)```", setup, re.S)
     assert commands == [
         "python3 -m pip install . && sagehost serve --demo\n",
-        'python3 -m pip install -e ".[test]" && python3 -m pytest\n',
+        'python3 -m pip install -e ".[test]" && npm ci --prefix tests/js && python3 -m pytest\n',
     ]
 
 
-def test_boto3_snippet(demo: RunningServer) -> None:
-    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+def run_snippet(index: int, server: RunningServer) -> str:
+    """The README's ``index``-th Python example, run against ``server``; returns its output."""
+    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[index]
     assert 'endpoint_url="http://127.0.0.1:8080"' in snippet
     result = subprocess.run(
-        [sys.executable, "-c", snippet.replace(":8080", f":{demo.port}")],
+        [sys.executable, "-c", snippet.replace(":8080", f":{server.port}")],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    variant, _, rest = result.stdout.partition(" ")
+    return result.stdout
+
+
+def test_boto3_snippet(demo: RunningServer) -> None:
+    output = run_snippet(0, demo)
+    variant, _, rest = output.partition(" ")
     assert variant == "AllTraffic"
     assert rest.count("'label': 'setosa'") == 1
     assert rest.count("'label': 'virginica'") == 1
 
 
 def test_boto3_streaming_snippet(demo: RunningServer) -> None:
-    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[1]
-    assert "invoke_endpoint_with_response_stream" in snippet
-    result = subprocess.run(
-        [sys.executable, "-c", snippet.replace(":8080", f":{demo.port}")],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    assert (
+        "invoke_endpoint_with_response_stream"
+        in re.findall(r"```python\n(.*?)```", README, re.S)[1]
     )
-    assert result.returncode == 0, result.stderr
-    words = result.stdout.split()
+    words = run_snippet(1, demo).split()
     assert len(words) == 20
     # The generator only walks word pairs seen in its corpus, so every word comes from it.
-    corpus = (Path(__file__).resolve().parents[2] / "src/sagehost/demo/textgen/corpus.txt").read_text()
+    corpus = (
+        Path(__file__).resolve().parents[2] / "src/sagehost/demo/textgen/corpus.txt"
+    ).read_text()
     assert set(words) <= set(corpus.split())
 
 

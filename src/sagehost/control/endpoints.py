@@ -220,21 +220,32 @@ class Endpoints:
 
         task.add_done_callback(forget)
 
-    async def _deploy_new(self, account: str, name: str) -> None:
-        record = self._record(account, name)
-        generation = record["_generation"]
+    async def _fleets(
+        self,
+        account: str,
+        name: str,
+        generation: int,
+        snapshot: dict[str, Any],
+        failed: EndpointEvent,
+    ) -> tuple[LiveVariant, ...] | None:
+        """Deploy a config snapshot; on failure record ``failed`` and return None."""
         try:
-            variants = await self._deployer.deploy(
+            return await self._deployer.deploy(
                 f"{account}-{name.lower()}-g{generation}",
-                record["_config"]["ProductionVariants"],
-                record["_models"],
+                snapshot["_config"]["ProductionVariants"],
+                snapshot["_models"],
             )
         except DeploymentFailed as failure:
-            self._fail(account, name, E.DEPLOY_FAILED, failure.message)
-            return
+            self._fail(account, name, failed, failure.message)
         except Exception as error:
             log.exception("deployment of endpoint %s failed", name)
-            self._fail(account, name, E.DEPLOY_FAILED, f"Internal error while deploying: {error}")
+            self._fail(account, name, failed, f"Internal error while deploying: {error}")
+        return None
+
+    async def _deploy_new(self, account: str, name: str) -> None:
+        record = self._record(account, name)
+        variants = await self._fleets(account, name, record["_generation"], record, E.DEPLOY_FAILED)
+        if variants is None:
             return
         record = self._record(account, name)
         live = self._directory.get(account, name)
@@ -247,18 +258,8 @@ class Endpoints:
         record = self._record(account, name)
         pending = record["_pending"]
         generation = record["_generation"] + 1
-        try:
-            variants = await self._deployer.deploy(
-                f"{account}-{name.lower()}-g{generation}",
-                pending["_config"]["ProductionVariants"],
-                pending["_models"],
-            )
-        except DeploymentFailed as failure:
-            self._fail(account, name, E.UPDATE_FAILED, failure.message)
-            return
-        except Exception as error:
-            log.exception("update of endpoint %s failed", name)
-            self._fail(account, name, E.UPDATE_FAILED, f"Internal error while updating: {error}")
+        variants = await self._fleets(account, name, generation, pending, E.UPDATE_FAILED)
+        if variants is None:
             return
         live = self._directory.get(account, name)
         old: tuple[LiveVariant, ...] = ()
