@@ -228,3 +228,42 @@ def test_stream_limits(limited: RunningServer) -> None:
     with pytest.raises(rt.exceptions.ModelError) as error:
         stream(rt, name, {"count": 2, "pause_after": 0, "pause_s": 3})
     assert error.value.response["OriginalStatusCode"] == 0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_client_holds_back_the_container(server: RunningServer, streamer: str) -> None:
+    """64 MiB streamed to a client that reads slowly: sagehost must not buffer it."""
+    assert server.process is not None
+    request = json.dumps({"count": 2048, "prefix": "x" * 32768}).encode()
+    signed = AWSRequest(
+        method="POST",
+        url=f"{server.url}/endpoints/{streamer}/invocations-response-stream",
+        data=request,
+        headers={"Content-Type": "application/json"},
+    )
+    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(signed)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request(
+        "POST", signed.url.split(str(server.port), 1)[1], request, dict(signed.headers.items())
+    )
+    response = connection.getresponse()
+    assert response.status == 200
+    before = rss_kib(server.process.pid)
+    peak = before
+    received = 0
+    # Read 8 MiB over about a second, far slower than the model produces.
+    while received < 8 * 1024 * 1024:
+        received += len(response.read1(64 * 1024))
+        time.sleep(0.008)
+        peak = max(peak, rss_kib(server.process.pid))
+    # Unthrottled, the model would have pushed all 64 MiB into sagehost by now.
+    assert peak - before < 16 * 1024, (
+        f"sagehost grew by {peak - before} KiB while the client lagged"
+    )
+    connection.close()
