@@ -52,17 +52,22 @@ def wait_ping(url: str, timeout: float = 30) -> None:
     raise TimeoutError(url)
 
 
-def start_container(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_container(tmp: Path, kind: str = "builtin") -> tuple[subprocess.Popen[bytes], str]:
+    """``builtin``: the sagehost/python runtime with an echo inference.py; ``raw``: the
+    cheapest possible echo server (bench/containers/echo_server.py)."""
     port = free_port()
     env = {
         **os.environ,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEHOST_MODEL_DIR": str(HERE / "models" / "echo"),
     }
-    log = open(tmp / "container.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sagehost.modelhost"], env=env, stdout=log, stderr=log
+    command = (
+        [sys.executable, "-m", "sagehost.modelhost"]
+        if kind == "builtin"
+        else [sys.executable, str(HERE / "containers" / "echo_server.py")]
     )
+    log = open(tmp / "container.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     wait_ping(url)
     return process, url
@@ -119,12 +124,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument(
+        "--container",
+        choices=["builtin", "raw"],
+        default="builtin",
+        help="builtin: the sagehost/python runtime echoing; raw: a bare uvicorn echo server",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        container, container_url = start_container(tmp)
+        container, container_url = start_container(tmp, args.container)
         server = RunningServer(
             data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
         )
@@ -167,7 +178,9 @@ def main() -> None:
 def report(
     results: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace
 ) -> None:
-    print(f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1)")
+    print(
+        f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1), {args.container} container"
+    )
     print("path       conc     req/s   p50 ms   p99 ms  sagehost CPU/call  container CPU/call")
     for (path, concurrency), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

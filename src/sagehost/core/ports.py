@@ -156,3 +156,38 @@ class Account:
 
 class CredentialStore(Protocol):
     def lookup(self, access_key_id: str) -> Account | None: ...
+
+
+# --- asynchronous inference -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    content_type: str | None = None
+
+
+class ObjectStore(Protocol):
+    """Where async inputs are read and results written: ``s3://``, ``file://`` (and, for
+    reading only, ``https://``) URLs. Implementations stream; nothing is held whole in memory."""
+
+    async def stat(self, url: str) -> ObjectInfo:
+        """Size and type of an object; raises ``DependencyFailed`` if it cannot be read."""
+        ...
+
+    def read(self, url: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The object's bytes, chunk by chunk."""
+        ...
+
+    async def write(self, url: str, data: AsyncIterator[bytes] | bytes, content_type: str | None) -> None:
+        """Create or replace the object; writing the same bytes twice leaves one identical object."""
+        ...
+
+
+class Notifier(Protocol):
+    """Publishes an async job's success or error message to a topic: an SNS topic ARN or,
+    as a sagehost extension, an ``http(s)://`` webhook."""
+
+    async def publish(self, topic: str, message: str) -> None:
+        """Deliver ``message`` (a JSON document) or raise ``DependencyFailed``."""
+        ...
