@@ -149,7 +149,8 @@ class Gateway:
                 send,
                 request_id,
                 wire.validation_error(
-                    f"Request body is larger than the {error.limit} bytes allowed for InvokeEndpoint."
+                    f"Request body is larger than the {error.limit} bytes allowed for "
+                    f"{op.name if op else 'this operation'}."
                 ),
             )
             return
