@@ -30,6 +30,9 @@ class Settings:
     shutdown_timeout_s: float = 30.0
     worker_stop_grace_s: float = 10.0
     log_level: str = "info"
+    # Directories that file:// async inputs and outputs may use. Without --credentials and
+    # with none given, any path is allowed (a single-user dev server).
+    file_roots: tuple[Path, ...] = ()
     # DOCKER_HOST of the environment sagehost was started in (the CLI reads it).
     docker_host: str | None = None
 

@@ -31,7 +31,10 @@ from sagehost.core.live import EndpointDirectory
 from sagehost.core.ports import Account, CredentialStore
 from sagehost.gateway.app import Gateway
 from sagehost.gateway.auth import Authenticator
+from sagehost.invoke.for_jobs import EndpointModels
 from sagehost.invoke.service import Invoker
+from sagehost.jobs.runner import JobRunner
+from sagehost.jobs.service import AsyncInference
 from sagehost.protocol.control import ControlProtocol, extend_model
 from sagehost.protocol.runtime import RuntimeOperation
 from sagehost.storage.catalog import SqliteCatalog
@@ -41,6 +44,9 @@ from sagehost.storage.credentials import (
     StaticCredentialStore,
     load_credentials,
 )
+from sagehost.storage.jobs import SqliteJobStore
+from sagehost.storage.notify import TopicNotifier
+from sagehost.storage.objects import UrlObjectStore
 from sagehost.workers.pool import ProcessWorkerPool
 from sagehost.workers.settings import WorkerSettings
 
@@ -64,10 +70,15 @@ class App:
     pool: ProcessWorkerPool
     catalog: SqliteCatalog
     accounts: tuple[Account, ...]
+    runner: JobRunner
+    jobs_store: SqliteJobStore
 
     async def close(self) -> None:
+        # Jobs in flight are abandoned, not lost: they are run again after the next start.
+        await self.runner.stop()
         await self.control.endpoints.shutdown()
         await self.pool.shutdown()
+        await self.jobs_store.close()
         self.catalog.close()
 
 
@@ -101,7 +112,10 @@ def build(settings: Settings) -> App:
     sagemaker_model = ServiceModel(
         extend_model(loader.load_service_model("sagemaker", "service-2")), "sagemaker"
     )
-    runtime_model = session.get_service_model("sagemaker-runtime")
+    runtime_model = ServiceModel(
+        extend_model(loader.load_service_model("sagemaker-runtime", "service-2")),
+        "sagemaker-runtime",
+    )
     data_dir = settings.data_dir.resolve()
     catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
     pool = ProcessWorkerPool(
@@ -121,23 +135,44 @@ def build(settings: Settings) -> App:
         Deployer(pool, DeploySettings(startup_timeout_s=settings.startup_timeout_s)),
         settle_s=settings.describe_settle_s,
     )
+    invoker = Invoker(directory, clock, instance_wait_s=settings.instance_wait_s)
+    jobs_store = SqliteJobStore(data_dir / "jobs.sqlite3")
+    runner = JobRunner(
+        store=jobs_store,
+        # file:// inputs come from callers: with several accounts they are confined to the
+        # configured roots (none by default), so no account reads the server's files.
+        objects=UrlObjectStore(
+            file_roots=list(settings.file_roots)
+            if settings.credentials_file is not None or settings.file_roots
+            else None
+        ),
+        notifier=TopicNotifier(),
+        models=EndpointModels(directory, invoker),
+        directory=directory,
+        clock=clock,
+    )
+    jobs = AsyncInference(jobs_store, runner, directory, clock)
     gateway = Gateway(
         authenticator=Authenticator(
             store, clock, max_skew_s=settings.max_skew_s, loopback_only_keys=loopback_only
         ),
         control=control,
         control_protocol=ControlProtocol(sagemaker_model, control.operations),
-        invoker=Invoker(directory, clock, instance_wait_s=settings.instance_wait_s),
+        invoker=invoker,
         invoke_endpoint=RuntimeOperation.from_model(
             runtime_model.operation_model("InvokeEndpoint")
         ),
         invoke_stream=RuntimeOperation.from_model(
             runtime_model.operation_model("InvokeEndpointWithResponseStream")
         ),
+        invoke_async=RuntimeOperation.from_model(
+            runtime_model.operation_model("InvokeEndpointAsync")
+        ),
+        jobs=jobs,
         stream_limit_s=settings.stream_limit_s,
         default_region=settings.region,
     )
-    return App(settings, gateway, control, pool, catalog, accounts)
+    return App(settings, gateway, control, pool, catalog, accounts, runner, jobs_store)
 
 
 def demo_model_dir(name: str = "iris") -> Path:
@@ -232,6 +267,7 @@ async def serve(settings: Settings) -> None:
     try:
         # 1. Start up: endpoints from the data dir come back in the background.
         await app.control.endpoints.restore()
+        await app.runner.start()
         if settings.demo:
             await deploy_demo(app)
         log.info(

@@ -66,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="total time a response stream may run (default 480)",
     )
+    serve.add_argument(
+        "--file-root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory file:// async inputs and outputs may use (repeatable)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return root
 
@@ -83,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_timeout_s=args.shutdown_timeout,
         startup_timeout_s=args.startup_timeout,
         stream_limit_s=args.stream_limit,
+        file_roots=tuple(args.file_root),
         log_level=args.log_level,
         docker_host=os.environ.get("DOCKER_HOST"),
     )

@@ -80,6 +80,7 @@ class Endpoints:
             status=S.CREATING,
             invocation_timeout_s=invocation_timeout(config.get("Tags") or []),
             async_inference="AsyncInferenceConfig" in config,
+            async_config=config.get("AsyncInferenceConfig"),
         )
         self._directory.put(live)
         self._start(caller.account, name, self._deploy_new(caller.account, name))
@@ -195,6 +196,7 @@ class Endpoints:
                 status=status,
                 invocation_timeout_s=invocation_timeout(record["_config"].get("Tags") or []),
                 async_inference="AsyncInferenceConfig" in record["_config"],
+                async_config=record["_config"].get("AsyncInferenceConfig"),
             )
             self._directory.put(live)
             try:
@@ -267,6 +269,8 @@ class Endpoints:
             old = live.variants
             live.set_variants(variants)
             live.invocation_timeout_s = invocation_timeout(pending["_config"].get("Tags") or [])
+            live.async_inference = "AsyncInferenceConfig" in pending["_config"]
+            live.async_config = pending["_config"].get("AsyncInferenceConfig")
         record = self._record(account, name)
         record.pop("_pending", None)
         record.pop("FailureReason", None)

@@ -46,6 +46,29 @@ class StreamOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class AsyncInput:
+    """An InvokeEndpointAsync request, validated against the service model."""
+
+    endpoint_name: str
+    input_location: str
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+    inference_id: str | None = None
+    output_path_extension: str | None = None
+    filename: str | None = None
+    ttl_s: int = 21600
+    invocation_timeout_s: int = 900
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncAccepted:
+    inference_id: str
+    output_location: str
+    failure_location: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
     """The authenticated account and the region it signed for."""
 

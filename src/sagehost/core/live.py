@@ -7,6 +7,7 @@ the catalog means the invoke hot path never touches the database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sagehost.core.endpoint_states import EndpointStatus
 from sagehost.core.ports import Fleet
@@ -29,6 +30,8 @@ class LiveEndpoint:
     variants: tuple[LiveVariant, ...] = ()
     invocation_timeout_s: float = 60.0
     async_inference: bool = False
+    # The endpoint config's AsyncInferenceConfig, when it has one.
+    async_config: dict[str, Any] | None = None
     total_weight: float = field(init=False, default=0.0)
 
     def set_variants(self, variants: tuple[LiveVariant, ...]) -> None:

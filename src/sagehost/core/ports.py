@@ -11,6 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sagehost.core.job_states import JobStatus
+
 
 class Clock(Protocol):
     def time(self) -> float:
@@ -179,8 +181,30 @@ class ObjectStore(Protocol):
         """The object's bytes, chunk by chunk."""
         ...
 
-    async def write(self, url: str, data: AsyncIterator[bytes] | bytes, content_type: str | None) -> None:
+    async def write(
+        self, url: str, data: AsyncIterator[bytes] | bytes, content_type: str | None
+    ) -> None:
         """Create or replace the object; writing the same bytes twice leaves one identical object."""
+        ...
+
+
+class EndpointModels(Protocol):
+    """How async jobs reach an endpoint's model: the same routing as real-time calls."""
+
+    def capacity(self, account: str, endpoint_name: str) -> int:
+        """How many instances of the endpoint are ready right now."""
+        ...
+
+    def call(
+        self,
+        account: str,
+        endpoint_name: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+    ) -> AbstractAsyncContextManager[ContainerStream]:
+        """Call the model and read its answer as it arrives; raises ``ContainerTimeout``,
+        ``ContainerUnreachable``, ``NoHealthyInstance`` or ``InvalidRequest`` (endpoint gone)."""
         ...
 
 
@@ -190,4 +214,129 @@ class Notifier(Protocol):
 
     async def publish(self, topic: str, message: str) -> None:
         """Deliver ``message`` (a JSON document) or raise ``DependencyFailed``."""
+        ...
+
+
+# --- async job queue --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One accepted ``InvokeEndpointAsync`` request and where it stands.
+
+    ``job_id`` is ours: globally unique (a UUID hex the service generates) and the store's key.
+    ``inference_id`` is the caller's InferenceId, which AWS lets repeat, so it is kept beside the
+    key and looked up with ``JobStore.find``. Times are wall-clock epoch seconds from the
+    service's ``Clock``. Only the ``JobStore`` changes ``status``, through
+    ``core.job_states.advance``.
+    """
+
+    job_id: str
+    account: str
+    endpoint_name: str
+    inference_id: str
+    input_location: str
+    output_location: str
+    failure_location: str | None
+    content_type: str | None
+    accept: str | None
+    custom_attributes: str | None
+    invocation_timeout_s: float
+    ttl_s: float
+    enqueued_at: float
+    status: JobStatus = JobStatus.QUEUED
+    attempts: int = 0  # claims so far, the current one included
+    lease_until: float | None = None  # set while Running
+    started_at: float | None = None  # the latest claim
+    finished_at: float | None = None
+    failure_reason: str | None = None
+    output_content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_token: str | None  # pass back to ``JobStore.list`` for the next page; None at the end
+
+
+class JobStore(Protocol):
+    """Durable queue and record of async jobs. All status changes go through
+    ``core.job_states.advance``, one transaction per change.
+
+    ``attempt``, where accepted, fences a runner: it is the ``attempts`` of the Job it claimed,
+    and a call whose attempt no longer matches raises ``LeaseLost`` and changes nothing.
+    Unknown ids raise ``JobNotFound``; a status the event cannot leave raises
+    ``IllegalJobTransition``.
+    """
+
+    async def enqueue(self, job: Job) -> None:
+        """Record a new Queued job; returns only once it is durable. ``DuplicateJob`` if the id exists."""
+        ...
+
+    async def claim(
+        self, account: str, endpoint_name: str, limit: int, lease_s: float, now: float
+    ) -> list[Job]:
+        """Atomically move up to ``limit`` of the endpoint's oldest unexpired Queued jobs to
+        Running, leased until ``now + lease_s``, attempts + 1. No job goes to two claimers."""
+        ...
+
+    async def renew(self, job_id: str, lease_until: float, *, attempt: int | None = None) -> None:
+        """Extend a Running job's lease."""
+        ...
+
+    async def complete(
+        self,
+        job_id: str,
+        output_content_type: str | None,
+        now: float,
+        *,
+        attempt: int | None = None,
+    ) -> Job:
+        """Running → Completed; returns the finished job."""
+        ...
+
+    async def fail(
+        self, job_id: str, reason: str, now: float, *, attempt: int | None = None
+    ) -> Job:
+        """Running (or Queued) → Failed with ``reason``; returns the finished job."""
+        ...
+
+    async def requeue(self, job_id: str, now: float, *, attempt: int | None = None) -> Job:
+        """The runner lost the job's worker: back to Queued, or Failed once the attempts are spent."""
+        ...
+
+    async def expire_queued(self, now: float, *, limit: int = 1000) -> list[Job]:
+        """Fail every Queued job past its TTL; returns them so their failures can be written."""
+        ...
+
+    async def recover(self, now: float, *, startup: bool = False, limit: int = 1000) -> list[Job]:
+        """Running jobs whose lease ran out go back to Queued, or to Failed once the attempts
+        are spent; returns the changed jobs. Run on startup (and may run periodically)."""
+        ...
+
+    async def get(self, account: str, job_id: str) -> Job | None: ...
+
+    async def find(self, account: str, endpoint_name: str, inference_id: str) -> list[Job]:
+        """Jobs with this caller-chosen InferenceId, newest first (InferenceIds may repeat)."""
+        ...
+
+    async def backlog(self, account: str, endpoint_name: str) -> dict[JobStatus, int]:
+        """How many of the endpoint's jobs are in each status; every status is present."""
+        ...
+
+    # Declared after every method annotated ``list[...]``: inside this class body the name
+    # ``list`` means this method from here on.
+    async def list(
+        self,
+        account: str,
+        endpoint_name: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> JobPage:
+        """The account's jobs, newest first, a page at a time."""
+        ...
+
+    async def close(self) -> None:
+        """Finish the operations already submitted, then release the database."""
         ...

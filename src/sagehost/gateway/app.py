@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import uuid
 from typing import Any
 from urllib.parse import unquote
 
 from sagehost.control.plane import ControlPlane
-from sagehost.core.invocation import Caller, InvokeInput
+from sagehost.core.invocation import AsyncAccepted, AsyncInput, Caller, InvokeInput
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.errors import control_error, runtime_error
 from sagehost.gateway.http import (
@@ -31,8 +32,9 @@ from sagehost.gateway.http import (
 from sagehost.gateway.streaming import send_stream
 from sagehost.invoke.service import Invoker
 from sagehost.invoke.streams import open_stream
+from sagehost.jobs.service import AsyncInference
 from sagehost.protocol import errors as wire
-from sagehost.protocol.control import ControlProtocol
+from sagehost.protocol.control import ControlProtocol, ControlRequestInvalid
 from sagehost.protocol.runtime import SIX_MIB, RequestInvalid, RuntimeOperation
 
 log = logging.getLogger("sagehost.gateway")
@@ -54,6 +56,8 @@ class Gateway:
         invoker: Invoker,
         invoke_endpoint: RuntimeOperation,
         invoke_stream: RuntimeOperation,
+        invoke_async: RuntimeOperation,
+        jobs: AsyncInference,
         stream_limit_s: float = 480.0,
         default_region: str = "us-east-1",
     ) -> None:
@@ -63,7 +67,16 @@ class Gateway:
         self._invoker = invoker
         self._invoke_op = invoke_endpoint
         self._stream_op = invoke_stream
-        self._runtime_ops = {op.path_suffix: op for op in (invoke_endpoint, invoke_stream)}
+        self._async_op = invoke_async
+        self._runtime_ops = {
+            op.path_suffix: op for op in (invoke_endpoint, invoke_stream, invoke_async)
+        }
+        self._jobs = jobs
+        # sagehost's own signed operations on the control-plane port (job status).
+        self._own_ops = {
+            "SageHost.DescribeAsyncInference": jobs.describe,
+            "SageHost.ListAsyncInferences": jobs.list_jobs,
+        }
         self._stream_limit_s = stream_limit_s
         self._default_region = default_region
         self._request_ids = RequestIds()
@@ -133,6 +146,12 @@ class Gateway:
             body = await read_body(receive, MAX_BODY)
             caller = await self._authenticate(scope, body)
             params = op.parse(endpoint_name, headers, len(body))
+            if op is self._async_op:
+                accepted = await self._jobs.submit(caller, _async_input(params))
+                await respond(
+                    send, 202, _accepted_headers(accepted, request_id), _accepted_body(accepted)
+                )
+                return
             request = _invoke_input(params, body)
             if op is self._stream_op:
                 async with open_stream(
@@ -204,6 +223,16 @@ class Gateway:
             body = await read_body(receive, MAX_BODY)
             caller = await self._authenticate(scope, body)
             target = next((v.decode("latin-1") for k, v in headers if k == b"x-amz-target"), None)
+            own = self._own_ops.get(target or "")
+            if own is not None:
+                payload = json.dumps(await own(caller, _json_object(body))).encode()
+                await respond(
+                    send,
+                    200,
+                    [(b"content-type", _AMZ_JSON), (b"x-amzn-requestid", request_id.encode())],
+                    payload,
+                )
+                return
             operation = self._control_protocol.operation(target)
             params = self._control_protocol.parse(operation, body)
             result = await self._control.handle(operation, caller, params)
@@ -228,6 +257,51 @@ class Gateway:
         status, headers, body = wire.render_json_1_1(error)
         headers.append((b"x-amzn-requestid", request_id.encode()))
         await respond(send, status, headers, body)
+
+
+def _async_input(params: dict[str, Any]) -> AsyncInput:
+    get = params.get
+    return AsyncInput(
+        endpoint_name=str(params["EndpointName"]),
+        input_location=str(params["InputLocation"]),
+        content_type=get("ContentType"),
+        accept=get("Accept"),
+        custom_attributes=get("CustomAttributes"),
+        inference_id=get("InferenceId"),
+        output_path_extension=get("S3OutputPathExtension"),
+        filename=get("Filename"),
+        ttl_s=get("RequestTTLSeconds") or 21600,
+        invocation_timeout_s=get("InvocationTimeoutSeconds") or 900,
+    )
+
+
+def _accepted_headers(accepted: AsyncAccepted, request_id: str) -> Headers:
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-requestid", request_id.encode()),
+        (b"x-amzn-sagemaker-outputlocation", accepted.output_location.encode()),
+    ]
+    if accepted.failure_location is not None:
+        headers.append((b"x-amzn-sagemaker-failurelocation", accepted.failure_location.encode()))
+    return headers
+
+
+def _accepted_body(accepted: AsyncAccepted) -> bytes:
+    return json.dumps({"InferenceId": accepted.inference_id}).encode()
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body) if body.strip() else {}
+    except ValueError:
+        raise ControlRequestInvalid(
+            "The request body is not valid JSON.", "SerializationException"
+        ) from None
+    if not isinstance(value, dict):
+        raise ControlRequestInvalid(
+            "The request body must be a JSON object.", "SerializationException"
+        )
+    return value
 
 
 class RequestIds:

@@ -16,20 +16,27 @@ from sagehost.protocol.shapes import format_violations, to_wire, validate
 
 TARGET_PREFIX = "SageMaker."
 
-# sagehost extensions to the service model's patterns, by shape name. ModelDataUrl ("Url")
-# also takes file:// URLs and plain paths, so models can live on local disk; an Image may be
-# "process:<command line>", which has spaces.
+# sagehost extensions to the service models' patterns, by shape name:
+# - ModelDataUrl ("Url") also takes file:// URLs and plain paths, so models can live on disk;
+# - an Image ("ContainerImage") may be "process:<command line>", which has spaces;
+# - async results ("DestinationS3Uri") may go to file:// URLs;
+# - async notifications ("SnsTopicArn") may go to http(s):// webhooks;
+# - an async InputLocation ("InputLocationHeader") may be a file:// URL.
 EXTENDED_PATTERNS = {
     "Url": r"(https|s3|file)://([^/]*)/?(.*)|[^:]+",
     "ContainerImage": r"[\S]+|process:.+",
+    "DestinationS3Uri": r"(https|s3)://([^/])/?(.*)|file://.+",
+    "SnsTopicArn": r"arn:aws[a-z\-]*:sns:[a-z0-9\-]*:[0-9]{12}:[a-zA-Z0-9_.-]+|https?://.+",
+    "InputLocationHeader": r"^(https|s3)://([^/]+)/?(.*)$|^file://.+$",
 }
 
 
 def extend_model(service: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the raw ``sagemaker`` service model with sagehost's extended patterns."""
+    """A copy of a raw service model with sagehost's extended patterns for the shapes it has."""
     shapes = dict(service["shapes"])
     for name, pattern in EXTENDED_PATTERNS.items():
-        shapes[name] = {**shapes[name], "pattern": pattern}
+        if name in shapes:
+            shapes[name] = {**shapes[name], "pattern": pattern}
     return {**service, "shapes": shapes}
 
 

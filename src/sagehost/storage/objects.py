@@ -39,6 +39,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from sagehost.core.errors import DependencyFailed, InvalidRequest
+from sagehost.core.locations import join_location
 from sagehost.core.ports import ObjectInfo
 
 _Chunks = Generator[bytes, None, None]
@@ -53,20 +54,6 @@ class _Location:
     bucket: str = ""
     key: str = ""
     path: Path | None = None
-
-
-def join_location(base: str, *parts: str) -> str:
-    """``base`` followed by each non-empty part, one ``/`` between each and none doubled.
-
-    ``join_location("s3://b/out/", "", "x.out") == "s3://b/out/x.out"``: an absent
-    ``S3OutputPathExtension`` is passed as ``""`` and vanishes.
-    """
-    segments = [s for part in parts for s in part.split("/") if s]
-    scheme, sep, rest = base.partition("://") if "://" in base else ("", "", base)
-    head = scheme + sep + rest.rstrip("/")  # never strips the "//" after the scheme
-    if not segments:
-        return head if head != scheme + sep else base
-    return "/".join([head, *segments])
 
 
 class UrlObjectStore:
