@@ -28,6 +28,7 @@ from sagehost.core.ports import ContainerRequest
 from sagehost.workers.client import ContainerClient
 from sagehost.workers.http1 import (
     HIGH_WATER,
+    MAX_CHUNK,
     BodyTooLarge,
     ConnectionLost,
     ConnectionPool,
@@ -713,6 +714,258 @@ def test_stream_deadline_covers_the_body(run: Callable[[Main], None]) -> None:
                 with pytest.raises(TimeoutError):
                     await anext(stream)
             await eventually(lambda: pool.connections == 0)
+            await pool.close()
+
+    run(main)
+
+
+# --- chunked streams: one item per sent chunk ------------------------------------------------------
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_stream_yields_whole_chunks_that_straddle_reads(run: Callable[[Main], None]) -> None:
+    # The client has read each write before the next is made, so every cut below is a read
+    # boundary: inside a chunk's data (twice in one chunk), inside a size line, after a CRLF.
+    writes = [
+        CHUNKED + b"c\r\nfirs",
+        b"t-ch",
+        b"unk!\r\n5\r",
+        b"\nhel",
+        b"lo\r\n3\r\nxyz\r\n0\r\n\r\n",
+    ]
+    first = b"first-chunk!"
+    # After each write: the items yielded so far and the bytes of the chunk still partial.
+    after: list[tuple[list[bytes], int]] = [
+        ([], 4),
+        ([], 8),
+        ([first], 0),
+        ([first], 3),
+        ([first, b"hello", b"xyz"], 0),
+    ]
+    proceed: asyncio.Queue[None] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        for i, data in enumerate(writes):
+            if i:
+                await proceed.get()
+            writer.write(data)
+            await writer.drain()
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        nonlocal proceed
+        proceed = asyncio.Queue()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            got: list[bytes] = []
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+
+                async def consume() -> None:
+                    async for piece in stream:
+                        got.append(piece)
+
+                consumer = asyncio.ensure_future(consume())
+                for i, (items, partial) in enumerate(after):
+                    if i:
+                        proceed.put_nowait(None)
+                    seen = sum(map(len, items)) + partial  # body bytes the client has read
+
+                    def caught_up(seen: int = seen) -> bool:
+                        return sum(map(len, got)) + stream.buffered == seen
+
+                    await eventually(caught_up)
+                    # A chunk the read completed may still be queued: the consumer's wake-up is
+                    # ahead of ours once we yield, so after one turn it has taken everything.
+                    await asyncio.sleep(0)
+                    assert (got, stream.buffered) == (items, partial)
+                await consumer
+            assert got == [first, b"hello", b"xyz"]
+            assert pool.idle(server.origin) == 1
+            assert (await post(pool, server.origin, "/", b"again")).body == b"again"
+            await pool.close()
+
+    run(main)
+
+
+def test_stream_yields_each_of_many_chunks_sent_in_one_write(run: Callable[[Main], None]) -> None:
+    sent = [bytes([65 + i % 26]) * (i % 50 + 1) for i in range(3000)]  # 76 KiB in all
+    # Extensions on every other size line are framing, never data.
+    body = b"".join(
+        b"%x%s\r\n%s\r\n" % (len(c), b";n=%d" % i if i % 2 else b"", c) for i, c in enumerate(sent)
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + body + b"0\r\n\r\n")
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            got = []
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                async for piece in stream:
+                    got.append(piece)
+                    await asyncio.sleep(0)  # a consumer slower than the reads: pauses them
+                assert stream.buffered == 0
+            assert got == sent
+            assert pool.idle(server.origin) == 1
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("end", [b"0\r\n\r\n", b"0\r\nX-Checksum: 1\r\n\r\n"])
+def test_stream_of_no_chunks_yields_nothing(end: bytes, run: Callable[[Main], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + end)
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                assert stream.status == 200
+                assert [piece async for piece in stream] == []
+            assert pool.idle(server.origin) == 1
+            await pool.close()
+
+    run(main)
+
+
+def test_stream_yields_a_chunk_bigger_than_the_pause_threshold_whole(
+    run: Callable[[Main], None],
+) -> None:
+    small = bytes(range(256)) * (HIGH_WATER // 256 + 1)  # completing it pauses reading
+    big = bytes(range(251)) * 4200  # about 1 MiB, 16 times HIGH_WATER
+    prefix = 48 * 1024  # of ``big``, read together with the end of ``small``
+    tail = [big[i : i + 65536] for i in range(prefix, len(big), 65536)]
+    proceed = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + b"%x\r\n" % len(small) + small[:-1])
+        await writer.drain()
+        await proceed.wait()
+        writer.write(small[-1:] + b"\r\n%x\r\n" % len(big) + big[:prefix])
+        for data in tail:  # read only once the client resumes reading
+            writer.write(data)
+            await writer.drain()
+        writer.write(b"\r\n0\r\n\r\n")
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        proceed.clear()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            got = []
+            most = 0
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                await eventually(lambda: stream.buffered == len(small) - 1)
+                proceed.set()
+                # One read ends ``small``, over HIGH_WATER, so reading pauses with 48 KiB of
+                # ``big`` already held: more than LOW_WATER, which taking ``small`` leaves.
+                await eventually(lambda: stream.buffered == len(small) + prefix)
+                async with asyncio.timeout(5):  # a reader left paused would hang here
+                    async for piece in stream:
+                        most = max(most, stream.buffered + len(piece))
+                        got.append(piece)
+            assert [len(piece) for piece in got] == [len(small), len(big)]
+            assert got == [small, big]
+            assert most <= len(big) + HIGH_WATER + 256 * 1024
+            assert pool.idle(server.origin) == 1
+            await pool.close()
+
+    run(main)
+
+
+def test_stream_splits_only_a_chunk_over_max_chunk(run: Callable[[Main], None]) -> None:
+    huge = bytes(range(256)) * ((MAX_CHUNK + (1 << 20)) // 256)  # MAX_CHUNK + 1 MiB
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + b"%x\r\n" % len(huge))
+        writer.write(huge)
+        writer.write(b"\r\n1\r\n!\r\n0\r\n\r\n")
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                got = [piece async for piece in stream]
+            assert len(got) == 3
+            assert MAX_CHUNK <= len(got[0]) < MAX_CHUNK + 256 * 1024  # at most one read over
+            assert got[0] + got[1] == huge
+            assert got[2] == b"!"
+            await pool.close()
+
+    run(main)
+
+
+def test_stream_yields_what_arrived_whole_before_the_connection_broke(
+    run: Callable[[Main], None],
+) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        # Two whole chunks and part of a third, then a close: what a container that fails
+        # mid-stream sends (uvicorn closes the connection without the last chunk).
+        writer.write(CHUNKED + b"5\r\ntok0 \r\n5\r\ntok1 \r\n5\r\ntok")
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            got = []
+            async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
+                await eventually(lambda: pool.connections == 0)  # the loss is known already
+                with pytest.raises(ConnectionLost):
+                    async for piece in stream:
+                        got.append(piece)
+            assert got == [b"tok0 ", b"tok1 "]  # the chunk cut short is not handed out
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("coding", "chunked"),
+    [("Chunked", True), ("gzip, chunked", True), ("chunked, gzip", False)],
+)
+def test_chunked_only_when_it_is_the_last_coding(
+    coding: str, chunked: bool, run: Callable[[Main], None]
+) -> None:
+    # As llhttp frames it (RFC 9112 §6.3): then a close cuts a chunked body short, while
+    # another body is close-delimited and ends there, the chunk framing being its data.
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: %s\r\n\r\n" % coding.encode())
+        writer.write(b"3\r\nabc\r\n")
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            got = []
+            if chunked:
+                with pytest.raises(ConnectionLost):
+                    await post(pool, server.origin, "/")
+                async with pool.stream(
+                    server.origin, "POST", "/", (), b"", deadline=None
+                ) as stream:
+                    with pytest.raises(ConnectionLost):
+                        async for piece in stream:
+                            got.append(piece)
+                assert got == [b"abc"]
+            else:
+                assert (await post(pool, server.origin, "/")).body == b"3\r\nabc\r\n"
+                async with pool.stream(
+                    server.origin, "POST", "/", (), b"", deadline=None
+                ) as stream:
+                    got = [piece async for piece in stream]
+                assert b"".join(got) == b"3\r\nabc\r\n"
+            await eventually(lambda: pool.connections == 0)  # never pooled: each ended by a close
             await pool.close()
 
     run(main)

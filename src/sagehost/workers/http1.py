@@ -5,6 +5,8 @@ Why not a general client: on this path (gateway to container, on loopback) aioht
 one request at a time per connection (no pipelining), request bodies sent whole with
 ``Content-Length``, responses read whole under a size cap or streamed with back-pressure.
 Response framing (Content-Length, chunked, close-delimited) is left to llhttp via httptools.
+A streamed chunked body is delivered one sender's chunk at a time, however the socket reads
+cut it: each container chunk must become exactly one event (runtime-api.md §4.3, §8.2).
 
 Errors: ``OSError`` subclasses when the call failed on the wire (``ConnectionLost``,
 ``InvalidResponse``, ``PoolClosed``, and the OS's own connect errors); ``TimeoutError`` when
@@ -32,6 +34,10 @@ DEADLINE_TICK_S = 0.05
 IDLE_TIMEOUT_S = 4.0  # below uvicorn's 5 s keep-alive, so we drop an idle connection first
 HIGH_WATER = 64 * 1024  # unconsumed stream bytes at which reading from the socket pauses
 LOW_WATER = 16 * 1024  # ... and resumes
+#: A streamed chunk bigger than this is delivered in pieces of at least this size. botocore
+#: rejects an event payload over 24 MiB, so such a chunk could not travel whole anyway, and
+#: this bounds what one stream holds: HIGH_WATER + MAX_CHUNK + one socket read.
+MAX_CHUNK = 16 * 1024 * 1024
 _INLINE_BODY = 16 * 1024  # smaller bodies are copied into the head: one buffer, one send
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -140,11 +146,14 @@ class Response:
 
 
 class StreamResponse:
-    """A response whose body is iterated chunk by chunk, as the parser delivers it.
+    """A response whose body is iterated piece by piece.
 
-    Chunks follow the reads from the socket, not the sender's chunked framing: one sent chunk
-    may arrive in pieces, so a consumer of delimited events must reassemble them. Valid only
-    inside the ``ConnectionPool.stream`` block that produced it.
+    A chunked body yields each chunk the sender framed, whole and in order, however the socket
+    reads cut it; a chunk over ``MAX_CHUNK`` is the one exception, yielded in pieces. An empty
+    chunk list yields nothing. Any other body (Content-Length, close-delimited) yields what each
+    socket read brings. If the exchange fails, what had arrived is yielded before the error
+    (a chunk cut short is not). Valid only inside the ``ConnectionPool.stream`` block that
+    produced it.
     """
 
     __slots__ = ("_conn", "headers", "status")
@@ -165,16 +174,20 @@ class StreamResponse:
     async def __anext__(self) -> bytes:
         conn = self._conn
         while True:
-            if conn.error is not None:
-                raise conn.error
+            # What arrived whole before a failure is handed out first: the failure (a lost
+            # connection, often in the same read) follows the data, as on the wire.
             chunks = conn.chunks
             if chunks:
                 data = chunks.popleft()
                 conn.buffered -= len(data)
-                if conn.paused and conn.buffered <= LOW_WATER:
+                # Resume when nothing is left to hand out, whatever the count: the rest of
+                # ``buffered`` is then a partial chunk that only more reading can complete.
+                if conn.paused and (conn.buffered <= LOW_WATER or not chunks):
                     conn.paused = False
                     conn.transport.resume_reading()
                 return data
+            if conn.error is not None:
+                raise conn.error
             if conn.done:
                 raise StopAsyncIteration
             conn.waiter = conn.loop.create_future()
@@ -413,19 +426,30 @@ class _Connection(asyncio.Protocol):
     """One TCP connection and the state of the exchange on it.
 
     The response fields are reset per exchange; ``chunks`` holds the body parts (whole mode)
-    or the unconsumed chunks (stream mode). Only the parser callbacks, ``fail`` and
-    ``connection_lost`` complete an exchange; the caller's task only waits.
+    or the unconsumed chunks (stream mode). A streamed chunked body gathers each chunk in
+    ``_part`` (``b""`` between chunks, ``None`` for any other body or mode) and, only when it
+    spans reads, in ``_pieces``, until llhttp reports the chunk complete; only the stream
+    mode's parser reports that, so a whole-body read pays no call per chunk. ``buffered``
+    counts those bytes too. Reading pauses only when ``chunks`` has something for the
+    consumer, who resumes it on taking the last one, so a partial chunk never stalls the
+    stream (one chunk may take ``buffered`` past ``HIGH_WATER``, up to ``MAX_CHUNK``).
+    Only the parser callbacks, ``fail`` and ``connection_lost`` complete an exchange; the
+    caller's task only waits.
     """
 
     __slots__ = (
         "_active",
-        "_framed",
+        "_gathered",
         "_keep_alive",
         "_limit",
         "_parser",
+        "_part",
+        "_pieces",
         "_pool",
         "_served",
         "_started",
+        "_stream_parser",
+        "_whole_parser",
         "buffered",
         "chunks",
         "deadline",
@@ -460,13 +484,17 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self._pool = pool
-        self._parser: Any = httptools.HttpResponseParser(self)
+        self._whole_parser: Any = httptools.HttpResponseParser(self)
+        self._stream_parser: Any = None  # made on the first stream: see ``_ChunkCallbacks``
+        self._parser: Any = self._whole_parser
         self._served = 0
         self._active = False
         self._started = False
         self._keep_alive = False
-        self._framed = True
         self._limit: int | None = None
+        self._part: bytes | None = None
+        self._pieces: list[bytes] = []
+        self._gathered = 0
         self.deadline = 0.0
 
     # --- driven by the pool ----------------------------------------------------------------------
@@ -482,6 +510,13 @@ class _Connection(asyncio.Protocol):
         self._active = True
         self._started = False
         self._limit = limit
+        # Both parsers rest between messages: this is only reached when the last one completed.
+        if limit is not None:
+            self._parser = self._whole_parser
+        else:
+            if self._stream_parser is None:
+                self._stream_parser = httptools.HttpResponseParser(_ChunkCallbacks(self))
+            self._parser = self._stream_parser
         waiter = self.waiter = self.loop.create_future()
         if deadline is not None:
             self.deadline = deadline
@@ -573,7 +608,7 @@ class _Connection(asyncio.Protocol):
                 self.fail(InvalidResponse(f"Invalid HTTP response from the server: {exc}"))
 
     def eof_received(self) -> bool:
-        if self._active and self.status and not self.done and not self._framed:
+        if self._active and self.status and not self.done and not _framed(self.headers):
             self._complete(keep_alive=False)  # a close-delimited body ends here
         return False
 
@@ -606,11 +641,12 @@ class _Connection(asyncio.Protocol):
             return  # interim (100, 103): the final response follows on the same connection
         self.status = status
         headers = self.headers
-        self._framed = "content-length" in headers or "chunked" in headers.get(
-            "transfer-encoding", ""
-        )
         limit = self._limit
         if limit is None:
+            # Decided once here rather than in an ``on_chunk_header`` callback: that would be
+            # one more Python call per chunk on a path that must pass 50,000 chunks/s.
+            coding = headers.get("transfer-encoding")
+            self._part = b"" if coding is not None and _chunked(coding) else None
             self._wake()
         else:
             length = headers.get("content-length")
@@ -621,15 +657,61 @@ class _Connection(asyncio.Protocol):
         if self.error is not None:
             return
         self.buffered += len(body)
-        self.chunks.append(body)
         limit = self._limit
-        if limit is None:
+        if limit is not None:  # read whole: the pieces are joined at the end anyway
+            self.chunks.append(body)
+            if self.buffered > limit:
+                self.fail(BodyTooLarge(limit))
+            return
+        part = self._part
+        if part is None:  # not chunked: hand out what each read brings
+            self.chunks.append(body)
+            self._handed_out()
+        elif not part:
+            self._part = body  # the usual case: the whole chunk in one read
+        else:
+            self._gather(part, body)
+
+    def chunk_complete(self) -> None:
+        """llhttp's ``on_chunk_complete``, wired to the stream mode's parser only."""
+        part = self._part
+        if part:  # the empty last chunk ends the body and is not handed out
+            self._part = b""
+            pieces = self._pieces
+            if pieces:
+                part = b"".join(pieces)
+                pieces.clear()
+            self.chunks.append(part)
+            # ``_handed_out`` inlined: this runs once per chunk.
             if self.buffered > HIGH_WATER and not self.paused:
                 self.paused = True
                 self.transport.pause_reading()
-            self._wake()
-        elif self.buffered > limit:
-            self.fail(BodyTooLarge(limit))
+            waiter = self.waiter
+            if waiter is not None:
+                self.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _gather(self, first: bytes, body: bytes) -> None:
+        """Keep a piece of a chunk that spans reads; hand out a chunk that grew too big."""
+        pieces = self._pieces
+        if not pieces:
+            pieces.append(first)
+            self._gathered = len(first)
+        pieces.append(body)
+        self._gathered += len(body)
+        if self._gathered >= MAX_CHUNK:
+            self._part = b""  # still inside the chunk: its next bytes start a new piece
+            self.chunks.append(b"".join(pieces))
+            pieces.clear()
+            self._handed_out()
+
+    def _handed_out(self) -> None:
+        """A piece was queued for the stream's consumer: wake it, pause if too far ahead."""
+        if self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
 
     def on_message_complete(self) -> None:
         if self.status and self.error is None:
@@ -639,3 +721,39 @@ class _Connection(asyncio.Protocol):
         self.done = True
         self._keep_alive = keep_alive
         self._wake()
+
+
+class _ChunkCallbacks:
+    """The connection's parser callbacks plus ``on_chunk_complete``, for the stream mode's parser.
+
+    httptools looks the callbacks up once, when the parser is made, so the whole-body parser
+    (made on the connection itself, which has no ``on_chunk_complete``) never calls it.
+    """
+
+    __slots__ = (
+        "on_body",
+        "on_chunk_complete",
+        "on_header",
+        "on_headers_complete",
+        "on_message_begin",
+        "on_message_complete",
+    )
+
+    def __init__(self, conn: _Connection) -> None:
+        self.on_message_begin = conn.on_message_begin
+        self.on_header = conn.on_header
+        self.on_headers_complete = conn.on_headers_complete
+        self.on_body = conn.on_body
+        self.on_chunk_complete = conn.chunk_complete
+        self.on_message_complete = conn.on_message_complete
+
+
+def _framed(headers: dict[str, str]) -> bool:
+    """Whether the body's end is marked; if not, it ends where the connection does."""
+    coding = headers.get("transfer-encoding")
+    return "content-length" in headers or (coding is not None and _chunked(coding))
+
+
+def _chunked(transfer_encoding: str) -> bool:
+    """Whether llhttp frames the body as chunked: only when ``chunked`` is the last coding."""
+    return transfer_encoding.rpartition(",")[2].strip().lower() == "chunked"
