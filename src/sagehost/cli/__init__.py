@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -75,11 +76,54 @@ def parser() -> argparse.ArgumentParser:
         help="a directory file:// async inputs and outputs may use (repeatable)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    jobs = commands.add_parser("jobs", help="show async inference jobs of a running server")
+    jobs.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the server (default %(default)s)"
+    )
+    jobs.add_argument("--region", default="us-east-1", help="region to sign for")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    listing = jobs_commands.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--endpoint", help="only this endpoint's jobs (also shows its backlog)")
+    listing.add_argument("--status", choices=["Queued", "Running", "Completed", "Failed"])
+    listing.add_argument("--max", type=int, default=100, help="at most this many (1-100)")
+    describe = jobs_commands.add_parser("get", help="one job by endpoint and InferenceId")
+    describe.add_argument("endpoint")
+    describe.add_argument("inference_id")
     return root
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    from sagehost.client import ClientError, call
+
+    try:
+        if args.jobs_command == "get":
+            answer = call(
+                args.url,
+                "SageHost.DescribeAsyncInference",
+                {"EndpointName": args.endpoint, "InferenceId": args.inference_id},
+                args.region,
+            )
+        else:
+            params: dict[str, object] = {"MaxResults": args.max}
+            if args.endpoint:
+                params["EndpointName"] = args.endpoint
+            if args.status:
+                params["StatusEquals"] = args.status
+            answer = call(args.url, "SageHost.ListAsyncInferences", params, args.region)
+    except ClientError as error:
+        print(f"sagehost: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"sagehost: cannot reach {args.url}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "jobs":
+        return jobs_command(args)
     settings = Settings(
         host=args.host,
         port=args.port,

@@ -41,6 +41,7 @@ class RuntimeOperation:
     quick_checks: dict[str, Callable[[object], bool]] = field(default_factory=dict)
     _wire_headers: dict[bytes, str] = field(default_factory=dict)
     _integers: frozenset[str] = frozenset()
+    _required: frozenset[str] = frozenset()  # required members other than the body
 
     @classmethod
     def from_model(cls, op: OperationModel) -> RuntimeOperation:
@@ -80,6 +81,7 @@ class RuntimeOperation:
             success_status=int(op.http.get("responseCode", 200)),
             quick_checks=checks,
             _wire_headers={name.encode("latin-1"): member for name, member in headers.items()},
+            _required=frozenset(shape.required_members) - {body_member},
             _integers=frozenset(
                 name
                 for name, member in shape.members.items()
@@ -109,7 +111,11 @@ class RuntimeOperation:
                 )
         body_ok = self.body_max is None or body_length <= self.body_max
         checks = self.quick_checks
-        if body_ok and all(checks[name](value) for name, value in params.items()):
+        if (
+            body_ok
+            and self._required <= params.keys()
+            and all(checks[name](value) for name, value in params.items())
+        ):
             return params
         violations: list[ShapeViolation] = validate(self.input_shape, _without_body(params, self))
         if self.body_max is not None and body_length > self.body_max:
