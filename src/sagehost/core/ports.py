@@ -52,7 +52,7 @@ class FleetSpec:
 class ContainerRequest:
     """A call to a container's ``POST /invocations``; headers are already filtered."""
 
-    body: bytes
+    body: bytes | bytearray
     headers: Sequence[tuple[str, str]]
     timeout_s: float
     path: str = "/invocations"
@@ -199,7 +199,7 @@ class EndpointModels(Protocol):
         self,
         account: str,
         endpoint_name: str,
-        body: bytes,
+        body: bytes | bytearray,
         headers: Sequence[tuple[str, str]],
         timeout_s: float,
     ) -> AbstractAsyncContextManager[ContainerStream]:

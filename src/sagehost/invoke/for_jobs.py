@@ -27,7 +27,7 @@ class EndpointModels:
         self,
         account: str,
         endpoint_name: str,
-        body: bytes,
+        body: bytes | bytearray,
         headers: Sequence[tuple[str, str]],
         timeout_s: float,
     ) -> AsyncIterator[ContainerStream]:

@@ -18,6 +18,7 @@ from sagehost.core.endpoint_states import INVOCABLE
 from sagehost.core.errors import (
     ContainerTimeout,
     ContainerUnreachable,
+    DependencyFailed,
     NoHealthyInstance,
     SagehostError,
 )
@@ -156,8 +157,7 @@ class JobRunner:
                     job, f"ValidationError: the input is larger than {MAX_INPUT_BYTES} bytes."
                 )
                 return
-            # The input is held once, as the request body; the result is streamed to storage.
-            body = b"".join([chunk async for chunk in self._objects.read(job.input_location)])
+            body = await _read_whole(self._objects.read(job.input_location), info.size)
         except SagehostError as error:
             await self._failed(job, f"DependencyFailed: {error.message}")
             return
@@ -299,6 +299,23 @@ class _Tee:
     def kept(self) -> bytes | None:
         """The whole response if it fits the limit, else None."""
         return b"".join(self._kept) if self._size <= self._limit else None
+
+
+async def _read_whole(chunks: AsyncIterator[bytes], size: int) -> bytearray:
+    """The input as one buffer, filled chunk by chunk: it is held in memory once (each chunk
+    is dropped once copied), never as a list of chunks and their join side by side."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    position = 0
+    async for chunk in chunks:
+        end = position + len(chunk)
+        if end > size:
+            raise DependencyFailed("The input changed while it was being read.")
+        view[position:end] = chunk
+        position = end
+    if position != size:
+        raise DependencyFailed("The input changed while it was being read.")
+    return buffer
 
 
 async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:

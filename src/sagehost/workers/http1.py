@@ -241,7 +241,7 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: bytes | bytearray = b"",
         *,
         timeout_s: float | None,
         max_body: int,
@@ -264,7 +264,7 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: bytes | bytearray = b"",
         *,
         deadline: float | None,
     ) -> AsyncIterator[StreamResponse]:
@@ -303,7 +303,12 @@ class ConnectionPool:
     # --- internals -------------------------------------------------------------------------------
 
     async def _exchange(
-        self, origin: Origin, head: bytes, body: bytes, deadline: float | None, limit: int | None
+        self,
+        origin: Origin,
+        head: bytes,
+        body: bytes | bytearray,
+        deadline: float | None,
+        limit: int | None,
     ) -> _Connection:
         if self._closed:
             raise PoolClosed("The connection pool was closed.")
@@ -500,7 +505,7 @@ class _Connection(asyncio.Protocol):
     # --- driven by the pool ----------------------------------------------------------------------
 
     async def exchange(
-        self, head: bytes, body: bytes, deadline: float | None, limit: int | None
+        self, head: bytes, body: bytes | bytearray, deadline: float | None, limit: int | None
     ) -> None:
         """Send the request; return when the whole response (``limit`` set) or its head is in."""
         self.status = 0

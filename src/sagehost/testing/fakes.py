@@ -1,0 +1,64 @@
+"""Fakes of sagehost's ports for tests that drive a service in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from sagehost.core.errors import NoHealthyInstance
+from sagehost.core.ports import ContainerStream
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self._monotonic = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self._monotonic += seconds
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []
+
+    async def publish(self, topic: str, message: str) -> None:
+        self.published.append((topic, message))
+
+
+class NoInstances:
+    """``EndpointModels`` for an endpoint whose instances are all down."""
+
+    def capacity(self, account: str, endpoint_name: str) -> int:
+        return 0
+
+    def call(
+        self,
+        account: str,
+        endpoint_name: str,
+        body: bytes | bytearray,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+    ) -> AbstractAsyncContextManager[ContainerStream]:
+        return self._refuse(endpoint_name)
+
+    @asynccontextmanager
+    async def _refuse(self, endpoint_name: str) -> AsyncIterator[ContainerStream]:
+        if endpoint_name:
+            raise NoHealthyInstance(f"{endpoint_name} has no instance")
+        yield ContainerStream(503, {}, _nothing())
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    nothing: tuple[bytes, ...] = ()
+    for chunk in nothing:
+        yield chunk
