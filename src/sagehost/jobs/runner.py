@@ -84,20 +84,31 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
+        housekeeping_due = 0.0
         while True:
             self._wake.clear()
             try:
                 for endpoint in self._directory.all():
                     if endpoint.async_config is not None and endpoint.status in INVOCABLE:
                         await self._fill(endpoint)
-                now = self._clock.time()
-                for job in [*await self._store.expire_queued(now), *await self._store.recover(now)]:
-                    if job.status is JobStatus.FAILED:
-                        self._spawn(self._finish_failed(job, job.failure_reason or "", None, None))
+                # Expiry, lost leases and the backlog log line once per poll interval, not on
+                # every wake-up: a busy endpoint wakes the loop once per finished job.
+                if self._clock.monotonic() >= housekeeping_due:
+                    housekeeping_due = self._clock.monotonic() + self._poll_s
+                    await self._housekeeping()
             except Exception:
                 log.exception("async job runner pass failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+    async def _housekeeping(self) -> None:
+        now = self._clock.time()
+        for job in [*await self._store.expire_queued(now), *await self._store.recover(now)]:
+            if job.status is JobStatus.FAILED:
+                self._spawn(self._finish_failed(job, job.failure_reason or "", None, None))
+        for endpoint in self._directory.all():
+            if endpoint.async_config is not None:
+                await self._report_backlog(endpoint)
 
     async def _fill(self, endpoint: LiveEndpoint) -> None:
         key = (endpoint.account, endpoint.name)
@@ -112,7 +123,6 @@ class JobRunner:
             for job in jobs:
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
                 self._spawn(self._run(job, endpoint))
-        await self._report_backlog(endpoint)
 
     async def _report_backlog(self, endpoint: LiveEndpoint) -> None:
         key = (endpoint.account, endpoint.name)
