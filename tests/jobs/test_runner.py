@@ -68,16 +68,21 @@ def test_a_job_queued_past_its_ttl_fails_with_its_error_written_and_published(
             clock.advance(2)
             for _ in range(200):
                 job = (await store.find(CALLER.account, "ep", "late"))[0]
-                if job.status is JobStatus.FAILED and notifier.published:
+                if job.status is JobStatus.FAILED and len(notifier.published) == 2:
                     break
                 await asyncio.sleep(0.01)
             assert job.status is JobStatus.FAILED
             assert job.failure_reason is not None and "60" in job.failure_reason
             assert accepted.failure_location == (tmp_path / "err" / "late-error.out").as_uri()
             assert (tmp_path / "err" / "late-error.out").read_text() == job.failure_reason
-            topic, message = notifier.published[0]
-            assert topic == "https://hooks.example/errors"
-            body = json.loads(message)
+            # First the TestNotification of an endpoint going into service, then the failure.
+            assert [topic for topic, _ in notifier.published] == ["https://hooks.example/errors"] * 2
+            assert json.loads(notifier.published[0][1]) == {
+                "eventVersion": "1.0",
+                "eventSource": "aws:sagemaker",
+                "eventName": "TestNotification",
+            }
+            body = json.loads(notifier.published[1][1])
             assert body["invocationStatus"] == "Failed"
             assert body["inferenceId"] == "late"
             assert body["failureReason"] == job.failure_reason

@@ -61,6 +61,8 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_backlog: dict[tuple[str, str], int] = {}
+        # The AsyncInferenceConfig each endpoint was last announced with (TestNotification).
+        self._announced: dict[tuple[str, str], int] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,6 +92,7 @@ class JobRunner:
             try:
                 for endpoint in self._directory.all():
                     if endpoint.async_config is not None and endpoint.status in INVOCABLE:
+                        self._announce(endpoint)
                         await self._fill(endpoint)
                 # Expiry, lost leases and the backlog log line once per poll interval, not on
                 # every wake-up: a busy endpoint wakes the loop once per finished job.
@@ -100,6 +103,20 @@ class JobRunner:
                 log.exception("async job runner pass failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+    def _announce(self, endpoint: LiveEndpoint) -> None:
+        """Publish SageMaker's TestNotification to the topics of an endpoint that just went
+        into service with a new async configuration (after a create, an update, or a restart
+        of sagehost), as AWS does on CreateEndpoint and UpdateEndpoint."""
+        key = (endpoint.account, endpoint.name)
+        marker = id(endpoint.async_config)
+        if self._announced.get(key) == marker:
+            return
+        self._announced[key] = marker
+        topics = {_topic(endpoint, which, "")[0] for which in ("SuccessTopic", "ErrorTopic")}
+        for topic in topics - {None}:
+            assert topic is not None
+            self._spawn(self._publish(topic, messages.test_notification()))
 
     async def _housekeeping(self) -> None:
         now = self._clock.time()
