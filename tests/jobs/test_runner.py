@@ -76,7 +76,9 @@ def test_a_job_queued_past_its_ttl_fails_with_its_error_written_and_published(
             assert accepted.failure_location == (tmp_path / "err" / "late-error.out").as_uri()
             assert (tmp_path / "err" / "late-error.out").read_text() == job.failure_reason
             # First the TestNotification of an endpoint going into service, then the failure.
-            assert [topic for topic, _ in notifier.published] == ["https://hooks.example/errors"] * 2
+            assert [topic for topic, _ in notifier.published] == [
+                "https://hooks.example/errors"
+            ] * 2
             assert json.loads(notifier.published[0][1]) == {
                 "eventVersion": "1.0",
                 "eventSource": "aws:sagemaker",
