@@ -247,19 +247,32 @@ class JobRunner:
     async def _failed(
         self, job: Job, reason: str, body: bytes | None = None, content_type: str | None = None
     ) -> None:
+        # The error object is written before the job is marked Failed, as a result is before
+        # Completed: whoever sees the status can read the object.
+        await self._write_error(job, reason, body, content_type)
         done = await self._store.fail(job.job_id, reason, self._clock.time(), attempt=job.attempts)
-        await self._finish_failed(done, reason, body, content_type)
+        await self._notify_failed(done, reason, body, content_type)
 
     async def _finish_failed(
         self, job: Job, reason: str, body: bytes | None, content_type: str | None
     ) -> None:
-        """Write the error object and publish the error notification of a Failed job."""
+        """Write the error and notify for a job the store itself failed (expiry, attempts)."""
+        await self._write_error(job, reason, body, content_type)
+        await self._notify_failed(job, reason, body, content_type)
+
+    async def _write_error(
+        self, job: Job, reason: str, body: bytes | None, content_type: str | None
+    ) -> None:
         try:
             await self._objects.write(
                 error_location(job), body if body else reason.encode(), content_type or "text/plain"
             )
         except SagehostError as error:
             log.warning("job %s: could not write its error: %s", job.job_id, error.message)
+
+    async def _notify_failed(
+        self, job: Job, reason: str, body: bytes | None, content_type: str | None
+    ) -> None:
         endpoint = self._directory.get(job.account, job.endpoint_name)
         if endpoint is None:
             return
