@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import socket
 import struct
 import threading
@@ -23,12 +24,14 @@ import pytest
 import uvicorn
 import uvloop
 
-from sagehost.core.errors import ContainerUnreachable
+from sagehost.core.errors import ContainerTimeout, ContainerUnreachable
 from sagehost.core.ports import ContainerRequest
 from sagehost.workers.client import ContainerClient
 from sagehost.workers.http1 import (
     HIGH_WATER,
     MAX_CHUNK,
+    Body,
+    BodyLengthMismatch,
     BodyTooLarge,
     ConnectionLost,
     ConnectionPool,
@@ -44,16 +47,33 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[
 
 
 class EchoApp:
-    """Raw ASGI app; records the client address of every request (one per connection)."""
+    """Raw ASGI app; records the client address of every request (one per connection).
+
+    ``/reject`` answers 413 without reading the body. ``/hold`` reads the body as it comes,
+    counting it in ``consumed``; past ``hold_at`` bytes it sets ``held`` and reads no more
+    until ``release`` is set, then answers the body's length and SHA-256.
+    """
 
     def __init__(self) -> None:
         self.clients: list[tuple[str, int]] = []
         self.disconnects = 0
+        self.consumed = 0
+        self.hold_at = 0
+        self.held = threading.Event()
+        self.release = threading.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
         host, port = scope["client"]
         self.clients.append((host, port))
+        if scope["path"] == "/reject":
+            headers = [(b"content-type", b"text/plain"), (b"content-length", b"9")]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": b"too large"})
+            return
+        if scope["path"] == "/hold":
+            await self._hold(receive, send)
+            return
         body = b""
         while True:
             message = await receive()
@@ -81,6 +101,24 @@ class EchoApp:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _hold(self, receive: Any, send: Any) -> None:
+        self.consumed = 0
+        digest = hashlib.sha256()
+        while True:
+            message = await receive()
+            piece = message.get("body", b"")
+            digest.update(piece)
+            self.consumed += len(piece)
+            if self.consumed >= self.hold_at and not self.release.is_set():
+                self.held.set()
+                await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 10)
+            if not message.get("more_body"):
+                break
+        answer = json.dumps({"length": self.consumed, "sha256": digest.hexdigest()}).encode()
+        headers = [(b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
 
 
 class Uvicorn:
@@ -214,9 +252,7 @@ async def eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
         await asyncio.sleep(0.01)
 
 
-async def post(
-    pool: ConnectionPool, origin: Origin, path: str, body: bytes = b"", **kw: Any
-) -> Any:
+async def post(pool: ConnectionPool, origin: Origin, path: str, body: Body = b"", **kw: Any) -> Any:
     kw.setdefault("timeout_s", 5.0)
     kw.setdefault("max_body", 4 << 20)
     return await pool.request(origin, "POST", path, kw.pop("headers", ()), body, **kw)
@@ -971,6 +1007,362 @@ def test_chunked_only_when_it_is_the_last_coding(
     run(main)
 
 
+# --- streamed request bodies ----------------------------------------------------------------------
+
+
+class Pieces:
+    """An async iterable of seeded random pieces of the given sizes; counts the pieces taken."""
+
+    def __init__(self, sizes: list[int], seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.pieces = [rng.randbytes(size) for size in sizes]
+        self.data = b"".join(self.pieces)
+        self.pulled = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            self.pulled += 1
+            yield piece
+
+
+class Repeated:
+    """``count`` copies of ``piece``, without holding them: for bodies of many MiB."""
+
+    def __init__(self, piece: bytes, count: int) -> None:
+        self.piece = piece
+        self.count = count
+        self.pulled = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        for _ in range(self.count):
+            self.pulled += 1
+            yield self.piece
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for _ in range(self.count):
+            digest.update(self.piece)
+        return digest.hexdigest()
+
+
+async def settled(value: Callable[[], int], quiet_s: float = 0.3, timeout_s: float = 5.0) -> int:
+    """``value()`` once it has stopped changing for ``quiet_s``: progress that has stalled."""
+    deadline = time.monotonic() + timeout_s
+    last, since = value(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "still changing"
+        await asyncio.sleep(0.01)
+        if value() != last:
+            last, since = value(), time.monotonic()
+    return last
+
+
+ODD_SIZES = [1 << 20, 1, 4093, 0, 65537, 3]  # the empty piece is skipped, never sent
+
+
+def received(response: Any) -> dict[str, str]:
+    return dict(json.loads(response.headers["x-received"]))
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["content-length", "chunked"])
+def test_streamed_body_arrives_exactly(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None], known: bool
+) -> None:
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        pool = ConnectionPool()
+        source = Pieces(ODD_SIZES)
+        length = len(source.data) if known else None
+        response = await post(pool, origin, "/echo", source, body_length=length)
+        assert response.status == 200
+        assert response.body == source.data
+        framing = {k: v for k, v in received(response).items() if k != "host"}
+        assert framing == (
+            {"content-length": str(len(source.data))} if known else {"transfer-encoding": "chunked"}
+        )
+        source = Pieces(ODD_SIZES, seed=8)
+        async with pool.stream(
+            origin, "POST", "/echo", (), source, body_length=length, deadline=None
+        ) as stream:
+            assert stream.status == 200
+            assert b"".join([chunk async for chunk in stream]) == source.data
+        for empty in (Pieces([]), Pieces([0, 0])):  # nothing at all, and only empty pieces
+            response = await post(pool, origin, "/echo", empty, body_length=0 if known else None)
+            assert (response.status, response.body) == (200, b"")
+        await pool.close()
+
+    run(main)
+
+
+def test_streamed_body_bytes_on_the_wire(run: Callable[[Main], None]) -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"Transfer-Encoding" in head:
+            seen.append(head + await reader.readuntil(b"0\r\n\r\n"))
+        else:
+            seen.append(head + await reader.readexactly(9))
+        writer.write(ok(b"done"))
+        await serve_forever(reader, writer)
+
+    async def main() -> None:
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            headers = [("Content-Type", "text/csv")]
+            for length in (None, 9):
+                source = Pieces([2, 0, 7])
+                response = await post(
+                    pool, server.origin, "/invocations", source, headers=headers, body_length=length
+                )
+                assert response.body == b"done"
+            a, _, b = Pieces([2, 0, 7]).pieces
+            host = b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: text/csv\r\n"
+            assert seen == [
+                host % server.origin.port
+                + b"Transfer-Encoding: chunked\r\n\r\n2\r\n%s\r\n7\r\n%s\r\n0\r\n\r\n" % (a, b),
+                host % server.origin.port + b"Content-Length: 9\r\n\r\n" + a + b,
+            ]
+            await pool.close()
+
+    run(main)
+
+
+def test_streamed_body_takes_a_fresh_connection_then_pools_it(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    # An idle connection might be one the server is closing, and a streamed body cannot be
+    # sent a second time on another: so it never takes one, and adds its own to the pool.
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        assert (await post(pool, origin, "/echo", b"first")).body == b"first"
+        source = Pieces([5, 6])
+        assert (await post(pool, origin, "/echo", source, body_length=11)).body == source.data
+        assert (pool.connections, pool.idle(origin)) == (2, 2)
+        assert (await post(pool, origin, "/echo", b"third")).body == b"third"
+        assert uvicorn_server.app.clients[2] == uvicorn_server.app.clients[1]  # LIFO reuse
+        assert len(uvicorn_server.ports()) == 2
+        await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(("sizes", "more"), [([65536, 65536], True), ([65536], False)])
+def test_streamed_body_longer_or_shorter_than_declared_fails_and_closes(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None], sizes: list[int], more: bool
+) -> None:
+    origin = uvicorn_server.origin
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        with pytest.raises(BodyLengthMismatch) as mismatch:
+            await post(pool, origin, "/echo", Pieces(sizes), body_length=100_000)
+        assert (mismatch.value.declared, mismatch.value.sent) == (100_000, sum(sizes))
+        assert str(mismatch.value) == (
+            "The request body yielded more than 100000 bytes, its declared length."
+            if more
+            else "The request body yielded 65536 of 100000 bytes, its declared length."
+        )
+        assert pool.idle(origin) == 0
+        await eventually(lambda: pool.connections == 0)
+        with pytest.raises(BodyLengthMismatch):
+            async with pool.stream(
+                origin, "POST", "/echo", (), Pieces(sizes), body_length=100_000, deadline=None
+            ):
+                raise AssertionError("no response is handed out")
+        await eventually(lambda: pool.connections == 0)
+        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+        assert len(uvicorn_server.ports()) == 3  # neither cut-short request's connection reused
+        await pool.close()
+
+    run(main)
+
+
+def test_streamed_body_is_paced_by_a_slow_reader(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    app = uvicorn_server.app
+    piece = bytes(range(256)) * 256  # 64 KiB
+    source_size = 64 << 20
+
+    async def main() -> None:
+        app.hold_at = 1 << 20
+        app.held.clear()
+        app.release.clear()
+        pool = ConnectionPool()
+        source = Repeated(piece, source_size // len(piece))
+        call = asyncio.ensure_future(
+            post(pool, uvicorn_server.origin, "/hold", source, body_length=source_size)
+        )
+        try:
+            await eventually(app.held.is_set)
+            pulled = await settled(lambda: source.pulled)
+            # What the client took from the source and the server has not read: the kernel's
+            # socket buffers (about 4.5 MiB here), the transport's high-water mark and one
+            # piece. Without back-pressure the client would have taken all 64 MiB by now.
+            unsent = pulled * len(piece) - app.consumed
+            assert unsent < 16 << 20, unsent
+        finally:
+            app.release.set()
+        response = await call
+        assert json.loads(response.body) == {"length": source_size, "sha256": source.sha256()}
+        await pool.close()
+
+    run(main)
+
+
+def test_early_answer_stops_the_upload(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    # uvicorn reads (and drops) the rest of the body once it has answered, and shares this
+    # process's GIL with the client, so how far the upload gets before the answer is seen
+    # varies (tens of MiB); the raw server below pins down that it stops.
+    origin = uvicorn_server.origin
+    piece = bytes(range(256)) * 256  # 64 KiB
+    count = 4096  # 256 MiB
+
+    async def main() -> None:
+        uvicorn_server.app.clients.clear()
+        pool = ConnectionPool()
+        source = Repeated(piece, count)
+        response = await post(pool, origin, "/reject", source, body_length=len(piece) * count)
+        assert (response.status, response.body) == (413, b"too large")
+        assert source.pulled < count  # stopped, not sent to the end
+        assert pool.idle(origin) == 0  # its request cut short: never reused
+        await eventually(lambda: pool.connections == 0)
+        source = Repeated(piece, count)
+        async with pool.stream(
+            origin, "POST", "/reject", (), source, body_length=None, deadline=None
+        ) as stream:
+            assert stream.status == 413
+            assert [chunk async for chunk in stream] == [b"too large"]
+        assert source.pulled < count
+        assert pool.idle(origin) == 0
+        await eventually(lambda: pool.connections == 0)
+        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+        assert len(uvicorn_server.ports()) == 3
+        await pool.close()
+
+    run(main)
+
+
+def test_early_answer_from_a_server_that_stops_reading(run: Callable[[Main], None]) -> None:
+    piece = bytes(range(256)) * 256  # 64 KiB
+    count = 1024  # 64 MiB
+    answered = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(1 << 20)
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+        answered.set()
+        await reader.read(0)  # then reads nothing more, and keeps the connection open
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        answered.clear()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            source = Repeated(piece, count)
+            response = await post(pool, server.origin, "/", source, body_length=len(piece) * count)
+            assert (response.status, response.body) == (413, b"too large")
+            # Past the MiB read: no more than the socket buffers held when the answer came.
+            assert source.pulled * len(piece) < (1 << 20) + (12 << 20)
+            pulled = source.pulled
+            assert pool.idle(server.origin) == 0
+            await eventually(lambda: pool.connections == 0)
+            assert source.pulled == pulled
+            await pool.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("stall", ["server", "source"])
+def test_deadline_covers_the_upload(run: Callable[[Main], None], stall: str) -> None:
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.read() if stall == "source" else await release.wait()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        await release.wait()
+        yield b"never"
+
+    async def main() -> None:
+        release.clear()
+        async with raw_server(handle) as server:
+            pool = ConnectionPool()
+            body = Repeated(b"x" * 65536, 1024) if stall == "server" else stalling()
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await post(pool, server.origin, "/", body, timeout_s=0.3)
+            assert 0.3 <= time.monotonic() - started < 1.5
+            await eventually(lambda: pool.connections == 0)
+            release.set()
+            await pool.close()
+
+    run(main)
+
+
+def test_source_error_propagates_and_closes(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    class SourceBroke(Exception):
+        pass
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        raise SourceBroke("disk gone")
+
+    async def main() -> None:
+        pool = ConnectionPool()
+        with pytest.raises(SourceBroke):
+            await post(pool, uvicorn_server.origin, "/echo", broken(), body_length=2000)
+        await eventually(lambda: pool.connections == 0)
+        await pool.close()
+
+    run(main)
+
+
+def test_cancelled_upload_closes_its_connection(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    origin = uvicorn_server.origin
+    app = uvicorn_server.app
+
+    async def main() -> None:
+        app.hold_at = 1 << 20
+        app.held.clear()
+        app.release.clear()
+        pool = ConnectionPool()
+        source = Repeated(b"x" * 65536, 1024)
+        call = asyncio.ensure_future(post(pool, origin, "/hold", source, body_length=64 << 20))
+        try:
+            await eventually(app.held.is_set)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await eventually(lambda: pool.connections == 0)
+        finally:
+            app.release.set()
+        await pool.close()
+
+    run(main)
+
+
 # --- through ContainerClient ---------------------------------------------------------------------
 
 
@@ -996,5 +1388,35 @@ def test_client_maps_mid_body_loss_to_unreachable(run: Callable[[Main], None]) -
                     _ = [chunk async for chunk in stream.chunks]
             assert not await client.ping(url, 1.0)
             await client.close()
+
+    run(main)
+
+
+def test_client_streams_a_request_body(
+    uvicorn_server: Uvicorn, run: Callable[[Main], None]
+) -> None:
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(10)
+        yield b"y"
+
+    async def main() -> None:
+        client = ContainerClient()
+        url = f"http://127.0.0.1:{uvicorn_server.origin.port}"
+        source = Pieces(ODD_SIZES)
+        call = ContainerRequest(
+            body=source, headers=[], timeout_s=5.0, path="/echo", body_length=len(source.data)
+        )
+        reply = await client.invoke(url, call)
+        assert (reply.status, reply.body) == (200, source.data)
+        source = Pieces(ODD_SIZES, seed=9)
+        call = ContainerRequest(body=source, headers=[], timeout_s=5.0, path="/echo")
+        async with client.stream(url, call) as stream:
+            assert b"".join([chunk async for chunk in stream.chunks]) == source.data
+        call = ContainerRequest(body=slow(), headers=[], timeout_s=0.2, path="/echo")
+        with pytest.raises(ContainerTimeout) as timeout:
+            await client.invoke(url, call)
+        assert timeout.value.message == "The container did not answer within 0.2 seconds."
+        await client.close()
 
     run(main)

@@ -6,7 +6,7 @@ tested against fakes in ``sagehost.testing`` and adapters can be swapped without
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,13 +50,23 @@ class FleetSpec:
 
 @dataclass(frozen=True)
 class ContainerRequest:
-    """A call to a container's ``POST /invocations``; headers are already filtered."""
+    """A call to a container's ``POST /invocations``; headers are already filtered.
 
-    body: bytes | bytearray
+    ``body`` is bytes, or an async iterable streamed to the container chunk by chunk (an async
+    job's input, up to 1 GB, is never held whole). A streamed body is sent with
+    ``Content-Length: body_length`` when that is known, else chunked; yielding more or fewer
+    bytes than ``body_length`` fails the call with ``ValueError``. It can be sent only once, so
+    it is never retried. An exception the iterable raises ends the call and propagates
+    unchanged: raise one that is not an ``OSError``, or it reads as a connection failure.
+    ``timeout_s`` covers sending the body too. The caller owns the iterable (and closes it).
+    """
+
+    body: bytes | bytearray | AsyncIterable[bytes]
     headers: Sequence[tuple[str, str]]
     timeout_s: float
     path: str = "/invocations"
     max_response_bytes: int = 6 * 1024 * 1024  # larger answers raise ContainerResponseTooLarge
+    body_length: int | None = None  # of a streamed body, when known; ignored for bytes
 
 
 @dataclass(frozen=True)
@@ -199,12 +209,15 @@ class EndpointModels(Protocol):
         self,
         account: str,
         endpoint_name: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | AsyncIterable[bytes],
         headers: Sequence[tuple[str, str]],
         timeout_s: float,
+        *,
+        body_length: int | None = None,
     ) -> AbstractAsyncContextManager[ContainerStream]:
         """Call the model and read its answer as it arrives; raises ``ContainerTimeout``,
-        ``ContainerUnreachable``, ``NoHealthyInstance`` or ``InvalidRequest`` (endpoint gone)."""
+        ``ContainerUnreachable``, ``NoHealthyInstance`` or ``InvalidRequest`` (endpoint gone).
+        ``body`` and ``body_length`` are as in ``ContainerRequest``."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from sagehost.core.errors import EndpointNotFound
@@ -27,14 +27,18 @@ class EndpointModels:
         self,
         account: str,
         endpoint_name: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | AsyncIterable[bytes],
         headers: Sequence[tuple[str, str]],
         timeout_s: float,
+        *,
+        body_length: int | None = None,
     ) -> AsyncIterator[ContainerStream]:
         endpoint = self._directory.get(account, endpoint_name)
         if endpoint is None:
             raise EndpointNotFound(endpoint_name, account)
         _, instance = await self._invoker.pick(endpoint, None)
-        request = ContainerRequest(body=body, headers=list(headers), timeout_s=timeout_s)
+        request = ContainerRequest(
+            body=body, headers=list(headers), timeout_s=timeout_s, body_length=body_length
+        )
         async with instance.invoke_stream(request) as stream:
             yield stream

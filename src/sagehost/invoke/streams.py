@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from sagehost.core.chunks import read_capped
 from sagehost.core.errors import (
     ContainerTimeout,
     ContainerUnreachable,
@@ -52,7 +53,7 @@ async def open_stream(
             async with asyncio.timeout(idle_s):
                 stream = await stack.enter_async_context(instance.invoke_stream(call))
                 if not 200 <= stream.status < 300:
-                    body = await _read_capped(stream.chunks, ERROR_BODY_LIMIT)
+                    body = await read_capped(stream.chunks, ERROR_BODY_LIMIT)
                     raise container_error(variant.container, endpoint.name, stream.status, body)
                 first = await anext(stream.chunks, None)
         except (TimeoutError, ContainerTimeout):
@@ -151,14 +152,3 @@ async def _empty() -> AsyncIterator[bytes]:
     nothing: tuple[bytes, ...] = ()
     for chunk in nothing:
         yield chunk
-
-
-async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        parts.append(chunk[: limit - size])
-        size += len(parts[-1])
-        if size >= limit:
-            break
-    return b"".join(parts)

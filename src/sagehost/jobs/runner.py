@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from sagehost.core.chunks import read_capped
 from sagehost.core.endpoint_states import INVOCABLE
 from sagehost.core.errors import (
     ContainerTimeout,
@@ -184,7 +185,8 @@ class JobRunner:
                     job, f"ValidationError: the input is larger than {MAX_INPUT_BYTES} bytes."
                 )
                 return
-            body = await _read_whole(self._objects.read(job.input_location), info.size)
+            # Streamed to the container as it is read, never held whole: inputs reach 1 GB.
+            body = _checked_input(self._objects.read(job.input_location), info.size)
         except SagehostError as error:
             await self._failed(job, f"DependencyFailed: {error.message}")
             return
@@ -200,7 +202,12 @@ class JobRunner:
         ]
         try:
             async with self._models.call(
-                job.account, job.endpoint_name, body, headers, job.invocation_timeout_s
+                job.account,
+                job.endpoint_name,
+                body,
+                headers,
+                job.invocation_timeout_s,
+                body_length=info.size,
             ) as stream:
                 content_type = stream.headers.get("content-type")
                 if 200 <= stream.status < 300:
@@ -208,7 +215,7 @@ class JobRunner:
                     await self._objects.write(job.output_location, kept, content_type)
                     await self._succeeded(job, endpoint, content_type, kept.kept())
                     return
-                error_body = await _read_capped(stream.chunks, ERROR_BODY_LIMIT)
+                error_body = await read_capped(stream.chunks, ERROR_BODY_LIMIT)
                 kind = "client" if stream.status < 500 else "server"
                 reason = (
                     f"ClientError: Received {kind} error ({stream.status}) from model. "
@@ -224,6 +231,10 @@ class JobRunner:
         except (ContainerUnreachable, NoHealthyInstance) as error:
             log.warning("job %s lost its worker (%s); queueing it again", job.job_id, error.message)
             await self._requeue(job)
+        except _InputFailed as failed:
+            await self._failed(job, f"DependencyFailed: {failed.error.message}")
+        finally:
+            await body.aclose()
 
     async def _succeeded(
         self, job: Job, endpoint: LiveEndpoint, content_type: str | None, embedded: bytes | None
@@ -341,29 +352,31 @@ class _Tee:
         return b"".join(self._kept) if self._size <= self._limit else None
 
 
-async def _read_whole(chunks: AsyncIterator[bytes], size: int) -> bytearray:
-    """The input as one buffer, filled chunk by chunk: it is held in memory once (each chunk
-    is dropped once copied), never as a list of chunks and their join side by side."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    position = 0
-    async for chunk in chunks:
-        end = position + len(chunk)
-        if end > size:
+class _InputFailed(Exception):
+    """The job's input could not be read while it was being sent: the job fails with
+    ``error``. Not a ``SagehostError`` nor an ``OSError``, so that on its way out of the model
+    call it is not taken for the container's failure."""
+
+    def __init__(self, error: SagehostError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def _checked_input(chunks: AsyncIterator[bytes], size: int) -> AsyncGenerator[bytes, None]:
+    """``chunks``, which must come to ``size`` bytes (what ``stat`` said) in all; raises
+    ``_InputFailed`` if reading fails or the object changed meanwhile. Closes ``chunks``."""
+    seen = 0
+    try:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > size:
+                raise DependencyFailed("The input changed while it was being read.")
+            yield chunk
+        if seen != size:
             raise DependencyFailed("The input changed while it was being read.")
-        view[position:end] = chunk
-        position = end
-    if position != size:
-        raise DependencyFailed("The input changed while it was being read.")
-    return buffer
-
-
-async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        parts.append(chunk[: limit - size])
-        size += len(parts[-1])
-        if size >= limit:
-            break
-    return b"".join(parts)
+    except SagehostError as error:
+        raise _InputFailed(error) from error
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()  # stops a read-ahead thread at once, not at garbage collection

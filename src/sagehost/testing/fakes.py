@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sagehost.core.errors import NoHealthyInstance
@@ -45,9 +45,11 @@ class NoInstances:
         self,
         account: str,
         endpoint_name: str,
-        body: bytes | bytearray,
+        body: bytes | bytearray | AsyncIterable[bytes],
         headers: Sequence[tuple[str, str]],
         timeout_s: float,
+        *,
+        body_length: int | None = None,
     ) -> AbstractAsyncContextManager[ContainerStream]:
         return self._refuse(endpoint_name)
 

@@ -3,7 +3,13 @@
 This is the invoke hot path. One pool serves every instance of every fleet, so keep-alive
 connections are reused per ``host:port`` (see ``http1`` for why it is not a general client).
 A container sees only ``Host``, the headers the platform forwards (runtime-api.md §8.3) and
-``Content-Length``: nothing like ``User-Agent`` or ``Accept-Encoding`` is added.
+``Content-Length`` (``Transfer-Encoding: chunked`` for a streamed body of unknown length):
+nothing like ``User-Agent`` or ``Accept-Encoding`` is added.
+
+A streamed request body (``ContainerRequest.body`` an async iterable) is uploaded with
+back-pressure on a fresh connection and never retried; see ``http1``. What its iterable
+raises propagates unchanged, as does ``ValueError`` when it yields more or fewer bytes than
+``body_length``.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class ContainerClient:
                 prefix + request.path,
                 request.headers,
                 request.body,
+                body_length=request.body_length,
                 timeout_s=request.timeout_s,
                 max_body=request.max_response_bytes,
             )
@@ -83,7 +90,8 @@ class ContainerClient:
     async def stream(
         self, base_url: str, request: ContainerRequest
     ) -> AsyncIterator[ContainerStream]:
-        """Send one call and hand back the body chunk by chunk; ``timeout_s`` bounds the stream."""
+        """Send one call and hand back the body chunk by chunk; ``timeout_s`` bounds the stream
+        (sending the request body included)."""
         origin, prefix = self._origin(base_url)
         deadline = asyncio.get_running_loop().time() + request.timeout_s
         try:
@@ -93,6 +101,7 @@ class ContainerClient:
                 prefix + request.path,
                 request.headers,
                 request.body,
+                body_length=request.body_length,
                 deadline=deadline,
             ) as response:
                 yield ContainerStream(response.status, response.headers, _chunks(response, request))

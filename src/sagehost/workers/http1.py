@@ -3,15 +3,26 @@
 Why not a general client: on this path (gateway to container, on loopback) aiohttp spent
 250-400 µs of CPU per call; this spends a fraction of that. It does only what sagehost needs:
 one request at a time per connection (no pipelining), request bodies sent whole with
-``Content-Length``, responses read whole under a size cap or streamed with back-pressure.
+``Content-Length`` or streamed from an async iterable with back-pressure, responses read whole
+under a size cap or streamed with back-pressure.
 Response framing (Content-Length, chunked, close-delimited) is left to llhttp via httptools.
 A streamed chunked body is delivered one sender's chunk at a time, however the socket reads
 cut it: each container chunk must become exactly one event (runtime-api.md §4.3, §8.2).
 
+A streamed request body goes out on a fresh connection, never an idle one: it can be sent only
+once, and a reused connection the server has just closed would need the one retry that a bytes
+body gets (``StaleConnection``). A fresh connection costs a connect, nothing next to a body
+worth streaming. Chunks are written one at a time, the next pulled only while the transport is
+below its high-water mark (``pause_writing``/``resume_writing``), so the client holds at most
+that mark plus one chunk. A final response that arrives before the body is all sent (a
+container refusing it early, say with 413) stops the upload; the response is read as usual and
+the connection, its request cut short, is closed afterwards.
+
 Errors: ``OSError`` subclasses when the call failed on the wire (``ConnectionLost``,
 ``InvalidResponse``, ``PoolClosed``, and the OS's own connect errors); ``TimeoutError`` when
 the deadline passed; ``BodyTooLarge`` over the size cap; ``ValueError`` for a request that
-would be malformed on the wire (header injection).
+would be malformed on the wire (header injection, ``BodyLengthMismatch``). Whatever a streamed
+body's iterable raises propagates unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import re
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -39,11 +50,18 @@ LOW_WATER = 16 * 1024  # ... and resumes
 #: this bounds what one stream holds: HIGH_WATER + MAX_CHUNK + one socket read.
 MAX_CHUNK = 16 * 1024 * 1024
 _INLINE_BODY = 16 * 1024  # smaller bodies are copied into the head: one buffer, one send
+#: A streamed body lets the loop run at least once per this many bytes written. A source that
+#: never suspends, into a socket that never fills, would otherwise hold the loop for the whole
+#: upload: nothing else would run, and an early answer would go unseen until the end.
+_YIELD_EVERY = 256 * 1024
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+#: A request body: whole, or streamed from an async iterable.
+Body = bytes | bytearray | AsyncIterable[bytes]
 
 
 class ConnectionLost(ConnectionError):
@@ -73,6 +91,19 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"The response body is larger than {limit} bytes.")
         self.limit = limit
+
+
+class BodyLengthMismatch(ValueError):
+    """A streamed request body's iterable yielded more or fewer bytes than its declared length.
+
+    The request was cut short on the wire and its connection closed.
+    """
+
+    def __init__(self, declared: int, sent: int, *, more: bool) -> None:
+        what = f"more than {declared}" if more else f"{sent} of {declared}"
+        super().__init__(f"The request body yielded {what} bytes, its declared length.")
+        self.declared = declared
+        self.sent = sent
 
 
 class _Surplus(Exception):
@@ -109,8 +140,11 @@ def encode_head(
     authority: str,
     headers: Iterable[tuple[str, str]],
     content_length: int | None,
+    *,
+    chunked: bool = False,
 ) -> bytes:
-    """Request line and header block, ``Host`` first and ``Content-Length`` last.
+    """Request line and header block, ``Host`` first and ``Content-Length`` (or, ``chunked``,
+    ``Transfer-Encoding: chunked``) last.
 
     Raises ``ValueError`` for anything that would let a value escape its line, and for HEAD,
     whose response the parser would wait on for a body that never comes.
@@ -130,6 +164,8 @@ def encode_head(
         lines.append(f"{name}: {value}\r\n")
     if content_length is not None:
         lines.append(f"Content-Length: {content_length}\r\n")
+    elif chunked:
+        lines.append("Transfer-Encoding: chunked\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
 
@@ -241,16 +277,24 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Iterable[tuple[str, str]] = (),
-        body: bytes | bytearray = b"",
+        body: Body = b"",
         *,
+        body_length: int | None = None,
         timeout_s: float | None,
         max_body: int,
     ) -> Response:
-        """Send one request and read the whole response; ``timeout_s`` bounds all of it."""
-        length = len(body) if body or method != "GET" else None
-        head = encode_head(method, target, origin.authority, headers, length)
+        """Send one request and read the whole response; ``timeout_s`` bounds all of it.
+
+        ``body_length`` is a streamed body's size, if known (else it is sent chunked).
+        """
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
-        conn = await self._exchange(origin, head, body, deadline, max_body)
+        if isinstance(body, (bytes, bytearray)):
+            length = len(body) if body or method != "GET" else None
+            head = encode_head(method, target, origin.authority, headers, length)
+            conn = await self._exchange(origin, head, body, deadline, max_body)
+        else:
+            head = encode_head(method, target, origin.authority, headers, body_length, chunked=True)
+            conn = await self._upload(origin, head, body, body_length, deadline, max_body)
         parts = conn.chunks
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         response = Response(conn.status, conn.headers, data)
@@ -264,16 +308,22 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Iterable[tuple[str, str]] = (),
-        body: bytes | bytearray = b"",
+        body: Body = b"",
         *,
+        body_length: int | None = None,
         deadline: float | None,
     ) -> AsyncIterator[StreamResponse]:
         """Send one request; yield once the head is in. ``deadline`` (loop time) bounds it all.
 
         Leaving early closes the connection; it is reused only when the body was read to its end.
+        ``body_length`` is as in ``request``.
         """
-        head = encode_head(method, target, origin.authority, headers, len(body))
-        conn = await self._exchange(origin, head, body, deadline, None)
+        if isinstance(body, (bytes, bytearray)):
+            head = encode_head(method, target, origin.authority, headers, len(body))
+            conn = await self._exchange(origin, head, body, deadline, None)
+        else:
+            head = encode_head(method, target, origin.authority, headers, body_length, chunked=True)
+            conn = await self._upload(origin, head, body, body_length, deadline, None)
         try:
             yield StreamResponse(conn)
         finally:
@@ -331,6 +381,25 @@ class ConnectionPool:
             except ConnectionRefusedError as exc:
                 raise NotConnected(str(exc)) from exc
         await conn.exchange(head, body, deadline, limit)
+        return conn
+
+    async def _upload(
+        self,
+        origin: Origin,
+        head: bytes,
+        body: AsyncIterable[bytes],
+        length: int | None,
+        deadline: float | None,
+        limit: int | None,
+    ) -> _Connection:
+        """``_exchange`` for a streamed body: on a fresh connection, so never retried."""
+        if self._closed:
+            raise PoolClosed("The connection pool was closed.")
+        try:
+            conn = await self._connect(origin, deadline)
+        except ConnectionRefusedError as exc:
+            raise NotConnected(str(exc)) from exc
+        await conn.exchange(head, body, deadline, limit, length)
         return conn
 
     async def _connect(self, origin: Origin, deadline: float | None) -> _Connection:
@@ -439,11 +508,14 @@ class _Connection(asyncio.Protocol):
     consumer, who resumes it on taking the last one, so a partial chunk never stalls the
     stream (one chunk may take ``buffered`` past ``HIGH_WATER``, up to ``MAX_CHUNK``).
     Only the parser callbacks, ``fail`` and ``connection_lost`` complete an exchange; the
-    caller's task only waits.
+    caller's task only waits, or (a streamed request body) writes the body, then waits.
+    ``_unsent`` marks a request whose body was not all written, which leaves the connection
+    out of step for good.
     """
 
     __slots__ = (
         "_active",
+        "_drain",
         "_gathered",
         "_keep_alive",
         "_limit",
@@ -454,7 +526,9 @@ class _Connection(asyncio.Protocol):
         "_served",
         "_started",
         "_stream_parser",
+        "_unsent",
         "_whole_parser",
+        "_write_paused",
         "buffered",
         "chunks",
         "deadline",
@@ -501,13 +575,24 @@ class _Connection(asyncio.Protocol):
         self._pieces: list[bytes] = []
         self._gathered = 0
         self.deadline = 0.0
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._unsent = False
 
     # --- driven by the pool ----------------------------------------------------------------------
 
     async def exchange(
-        self, head: bytes, body: bytes | bytearray, deadline: float | None, limit: int | None
+        self,
+        head: bytes,
+        body: Body,
+        deadline: float | None,
+        limit: int | None,
+        length: int | None = None,
     ) -> None:
-        """Send the request; return when the whole response (``limit`` set) or its head is in."""
+        """Send the request; return when the whole response (``limit`` set) or its head is in.
+
+        ``length`` is a streamed body's declared size (``None``: the head says chunked).
+        """
         self.status = 0
         self.chunks.clear()
         self.buffered = 0
@@ -527,28 +612,102 @@ class _Connection(asyncio.Protocol):
             self.deadline = deadline
             self._pool.watch(self)
         try:
-            try:
-                if len(body) <= _INLINE_BODY:
-                    self.transport.write(head + body)
-                else:
-                    self.transport.writelines((head, body))
-            except RuntimeError:  # uvloop: the handle closed before connection_lost ran
-                lost = StaleConnection if self._served else ConnectionLost
-                raise lost("The connection closed before the request was sent.") from None
+            if isinstance(body, (bytes, bytearray)):
+                try:
+                    if len(body) <= _INLINE_BODY:
+                        self.transport.write(head + body)
+                    else:
+                        self.transport.writelines((head, body))
+                except RuntimeError:  # uvloop: the handle closed before connection_lost ran
+                    lost = StaleConnection if self._served else ConnectionLost
+                    raise lost("The connection closed before the request was sent.") from None
+            else:
+                await self._send_body(head, body, length, deadline)
             await waiter
         except BaseException:
-            # Timed out, cancelled (the caller went away), too large or lost: never reuse.
+            # Timed out, cancelled (the caller went away), too large or lost, or the streamed
+            # body failed: never reuse.
             self.waiter = None  # nobody will await it now
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # an error that came during the upload: superseded
             self.fail(ConnectionLost("The request was abandoned."))
             self._stop_timer()
             raise
+
+    async def _send_body(
+        self, head: bytes, body: AsyncIterable[bytes], length: int | None, deadline: float | None
+    ) -> None:
+        """Write the head, then each chunk the iterable yields, pulling the next only while the
+        transport is below its high-water mark. Returns early, the body cut short, when a final
+        response or a failure came first: the caller's wait on the response then tells which.
+        """
+        self._unsent = True
+        chunks = aiter(body)
+        sent = since_yield = 0
+        # The deadline watcher fails the connection, which wakes a paused writer, but it cannot
+        # interrupt an iterable that is slow to yield: this timer, for streamed bodies only, can.
+        async with asyncio.timeout_at(deadline):
+            if not self._write(head):
+                return
+            while True:
+                while self._write_paused and not self._upload_over():
+                    drain = self._drain = self.loop.create_future()
+                    await drain
+                    since_yield = 0
+                if self._upload_over():
+                    return
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                size = len(chunk)
+                if not size:
+                    continue  # in a chunked body, an empty chunk would end it
+                sent += size
+                if length is not None and sent > length:
+                    raise BodyLengthMismatch(length, sent, more=True)
+                if self._upload_over():
+                    return  # while the iterable was busy
+                sent_ok = (
+                    self._write(chunk)
+                    if length is not None
+                    else self._write(b"%x\r\n" % size, chunk, b"\r\n")
+                )
+                if not sent_ok:
+                    return
+                since_yield += size
+                if since_yield >= _YIELD_EVERY and not self._write_paused:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+        if length is not None and sent != length:
+            raise BodyLengthMismatch(length, sent, more=False)
+        if length is None and not self._write(b"0\r\n\r\n"):
+            return
+        self._unsent = False
+
+    def _upload_over(self) -> bool:
+        """A final response or a failure came: the rest of the body would go nowhere useful."""
+        return self.status != 0 or self.error is not None
+
+    def _write(self, *parts: bytes) -> bool:
+        """False if the connection is already gone, its error on the way to the response's
+        waiter."""
+        try:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:
+                self.transport.writelines(parts)
+        except RuntimeError:  # uvloop: the handle closed before connection_lost ran
+            self.fail(ConnectionLost("The connection closed while the request was being sent."))
+            return False
+        return True
 
     def finish(self) -> None:
         """The caller is done with the response: pool the connection if it can be reused."""
         self._stop_timer()
         self._active = False
         self._served += 1
-        if self.done and self._keep_alive and self.error is None:
+        if self.done and self._keep_alive and self.error is None and not self._unsent:
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()
@@ -566,6 +725,7 @@ class _Connection(asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_exception(error)
         self._keep_alive = False
+        self._wake_writer()
         self.close()
 
     def close(self) -> None:
@@ -580,6 +740,13 @@ class _Connection(asyncio.Protocol):
 
     def _stop_timer(self) -> None:
         self._pool.unwatch(self)
+
+    def _wake_writer(self) -> None:
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -624,7 +791,15 @@ class _Connection(asyncio.Protocol):
             else:
                 self.fail(ConnectionLost("The server closed the connection mid-response."))
         self._keep_alive = False
+        self._wake_writer()
         self._pool.discard(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer()
 
     # --- httptools callbacks ---------------------------------------------------------------------
 
@@ -645,6 +820,8 @@ class _Connection(asyncio.Protocol):
         if status < 200:
             return  # interim (100, 103): the final response follows on the same connection
         self.status = status
+        if self._drain is not None:
+            self._wake_writer()  # an early answer: the upload stops
         headers = self.headers
         limit = self._limit
         if limit is None:

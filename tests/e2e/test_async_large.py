@@ -1,0 +1,146 @@
+"""A 300 MiB async input goes to the model through a real server without the server holding it:
+the input is streamed to the container's POST /invocations as it is read."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from sagehost.testing.server import RunningServer
+from tests.e2e.conftest import unique
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+INPUT_SIZE = 300 * 1024 * 1024
+#: Far below the input: a server that buffered it even once would grow by 300 MiB.
+RSS_GROWTH_LIMIT = 100 * 1024 * 1024
+
+COUNTING_MODEL = """
+def model_fn(model_dir):
+    return None
+
+
+def transform_fn(model, data, content_type, accept):
+    return str(len(data)), "text/plain"
+"""
+
+
+def signed_call(server: RunningServer, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(params).encode()
+    request = AWSRequest(
+        method="POST",
+        url=f"{server.url}/",
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+    )
+    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
+    raw = urllib.request.Request(
+        f"{server.url}/", data=body, headers=dict(request.headers.items()), method="POST"
+    )
+    with urllib.request.urlopen(raw, timeout=10) as reply:
+        answer: dict[str, Any] = json.loads(reply.read())
+        return answer
+
+
+def wait_for(
+    server: RunningServer, endpoint: str, inference_id: str, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = signed_call(
+            server,
+            "SageHost.DescribeAsyncInference",
+            {"EndpointName": endpoint, "InferenceId": inference_id},
+        )["Job"]
+        if job["Status"] in ("Completed", "Failed"):
+            return job
+        assert time.monotonic() < deadline, f"job still {job['Status']}"
+        time.sleep(0.05)
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.fixture(scope="module")
+def endpoint(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An async endpoint whose model answers the length of the body it got."""
+    model = tmp_path_factory.mktemp("counting")
+    (model / "code").mkdir()
+    (model / "code" / "inference.py").write_text(COUNTING_MODEL)
+    name = unique("largeasync")
+    sm = server.client("sagemaker")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": "sagehost/python",
+            "ModelDataUrl": model.as_uri(),
+            # The built-in runtime reads the whole body, up to this many MiB (1024 at most).
+            "Environment": {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024"},
+        },
+    )
+    output = tmp_path_factory.mktemp("output")
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
+        ],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": output.as_uri()}},
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    return name
+
+
+def test_large_input_is_streamed_to_the_model(
+    server: RunningServer, endpoint: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "input.bin"
+    with source.open("wb") as file:
+        file.truncate(INPUT_SIZE)  # sparse: the model counts bytes, their values do not matter
+    assert server.process is not None
+    baseline = peak_rss(server.process.pid)
+
+    rt = server.client("sagemaker-runtime")
+    reply = rt.invoke_endpoint_async(
+        EndpointName=endpoint,
+        InputLocation=source.as_uri(),
+        ContentType="application/octet-stream",
+        InferenceId="large-1",
+    )
+    job = wait_for(server, endpoint, "large-1")
+
+    assert job["Status"] == "Completed", job
+    assert job["OutputContentType"] == "text/plain"
+    output = Path(reply["OutputLocation"].removeprefix("file://"))
+    assert output.read_bytes() == str(INPUT_SIZE).encode() == b"314572800"
+    growth = peak_rss(server.process.pid) - baseline
+    assert growth < RSS_GROWTH_LIMIT, f"the server's peak RSS grew by {growth >> 20} MiB"
+
+
+def test_input_that_outgrows_its_size_fails_the_job(server: RunningServer, endpoint: str) -> None:
+    # A /proc file says it is empty and then reads as text: as an object that changed between
+    # the size check and the read. Found while the body is on its way to the container.
+    rt = server.client("sagemaker-runtime")
+    rt.invoke_endpoint_async(
+        EndpointName=endpoint,
+        InputLocation="file:///proc/self/status",
+        ContentType="application/octet-stream",
+        InferenceId="grown-1",
+    )
+    job = wait_for(server, endpoint, "grown-1")
+    assert job["Status"] == "Failed"
+    assert job["FailureReason"] == "DependencyFailed: The input changed while it was being read."
