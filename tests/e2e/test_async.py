@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from botocore.credentials import Credentials
 
 from sagehost.testing.moto import running_moto
 from sagehost.testing.server import RunningServer, free_port
+from tests.e2e.async_helpers import deploy_async, wait_finished
 from tests.e2e.conftest import MODELS, unique
 
 
@@ -59,68 +59,12 @@ def server(
     running.stop()
 
 
-def deploy_async(server: RunningServer, name: str, output: str, failure: str | None = None) -> None:
-    sm = server.client("sagemaker")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    output_config: dict[str, Any] = {"S3OutputPath": output}
-    if failure:
-        output_config["S3FailurePath"] = failure
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-        AsyncInferenceConfig={
-            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
-            "OutputConfig": output_config,
-        },
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    described = sm.describe_endpoint(EndpointName=name)
-    assert described["EndpointStatus"] == "InService"
-    assert described["AsyncInferenceConfig"]["OutputConfig"] == output_config
-
-
-def signed_call(server: RunningServer, target: str, params: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps(params).encode()
-    request = AWSRequest(
-        method="POST",
-        url=f"{server.url}/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
-    )
-    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
-    raw = urllib.request.Request(
-        f"{server.url}/", data=body, headers=dict(request.headers.items()), method="POST"
-    )
-    with urllib.request.urlopen(raw, timeout=10) as reply:
-        answer: dict[str, Any] = json.loads(reply.read())
-        return answer
-
-
-def wait_for(
-    server: RunningServer, endpoint: str, inference_id: str, timeout: float = 20
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = signed_call(
-            server,
-            "SageHost.DescribeAsyncInference",
-            {"EndpointName": endpoint, "InferenceId": inference_id},
-        )["Job"]
-        if job["Status"] in ("Completed", "Failed"):
-            return job
-        assert time.monotonic() < deadline, f"job still {job['Status']}"
-        time.sleep(0.05)
-
-
 def test_s3_input_to_s3_output(server: RunningServer, env: dict[str, Any]) -> None:
     s3 = env["s3"]
     name = unique("s3async")
-    deploy_async(server, name, "s3://io-bucket/results", "s3://io-bucket/failures")
+    deploy_async(
+        server, name, "s3://io-bucket/results", failure="s3://io-bucket/failures", concurrency=2
+    )
     s3.put_object(Bucket="io-bucket", Key="in/one.json", Body=b'{"rows": [1, 2]}')
     rt = server.client("sagemaker-runtime")
     reply = rt.invoke_endpoint_async(
@@ -133,7 +77,7 @@ def test_s3_input_to_s3_output(server: RunningServer, env: dict[str, Any]) -> No
     assert reply["InferenceId"] == "job-1"
     assert reply["OutputLocation"] == "s3://io-bucket/results/job-1.out"
     assert reply["FailureLocation"] == "s3://io-bucket/failures/job-1-error.out"
-    job = wait_for(server, name, "job-1")
+    job = wait_finished(server, name, "job-1")
     assert job["Status"] == "Completed"
     assert job["OutputContentType"] == "application/json"
     stored = s3.get_object(Bucket="io-bucket", Key="results/job-1.out")
@@ -158,20 +102,20 @@ def test_file_input_to_file_output_with_extension_and_filename(
     )
     assert reply["OutputLocation"] == (tmp_path / "out" / "batch" / "7" / "result.bin").as_uri()
     assert "FailureLocation" not in reply
-    assert wait_for(server, name, reply["InferenceId"])["Status"] == "Completed"
+    assert wait_finished(server, name, reply["InferenceId"])["Status"] == "Completed"
     assert (tmp_path / "out/batch/7/result.bin").read_bytes() == source.read_bytes()
 
 
 def test_model_failure_goes_to_the_failure_path(server: RunningServer, tmp_path: Path) -> None:
     name = unique("failasync")
-    deploy_async(server, name, (tmp_path / "ok").as_uri(), (tmp_path / "bad").as_uri())
+    deploy_async(server, name, (tmp_path / "ok").as_uri(), failure=(tmp_path / "bad").as_uri())
     source = tmp_path / "in.txt"
     source.write_bytes(b"raise:the model is unhappy")
     rt = server.client("sagemaker-runtime")
     reply = rt.invoke_endpoint_async(
         EndpointName=name, InputLocation=source.as_uri(), ContentType="text/plain", InferenceId="f1"
     )
-    job = wait_for(server, name, "f1")
+    job = wait_finished(server, name, "f1")
     assert job["Status"] == "Failed"
     assert job["FailureReason"].startswith("ClientError: Received server error (500) from model.")
     assert job["FailureLocation"] == reply["FailureLocation"]
@@ -181,7 +125,7 @@ def test_model_failure_goes_to_the_failure_path(server: RunningServer, tmp_path:
 
 def test_invocation_timeout(server: RunningServer, tmp_path: Path) -> None:
     name = unique("slowasync")
-    deploy_async(server, name, (tmp_path / "ok").as_uri(), (tmp_path / "bad").as_uri())
+    deploy_async(server, name, (tmp_path / "ok").as_uri(), failure=(tmp_path / "bad").as_uri())
     source = tmp_path / "in.txt"
     source.write_bytes(b"sleep:3")
     rt = server.client("sagemaker-runtime")
@@ -192,7 +136,7 @@ def test_invocation_timeout(server: RunningServer, tmp_path: Path) -> None:
         InferenceId="t1",
         InvocationTimeoutSeconds=1,
     )
-    job = wait_for(server, name, "t1")
+    job = wait_finished(server, name, "t1")
     assert job["Status"] == "Failed"
     assert "did not finish within 1 seconds" in job["FailureReason"]
     assert (tmp_path / "bad" / "t1-error.out").exists()
@@ -277,7 +221,7 @@ def test_jobs_cli(server: RunningServer, tmp_path: Path) -> None:
         ContentType="text/plain",
         InferenceId="cli-1",
     )
-    wait_for(server, name, "cli-1")
+    wait_finished(server, name, "cli-1")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
     got = subprocess.run(
         [sys.executable, "-m", "sagehost", "jobs", "--url", server.url, "get", name, "cli-1"],

@@ -3,19 +3,13 @@ the input is streamed to the container's POST /invocations as it is read."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from sagehost.testing.server import RunningServer
+from tests.e2e.async_helpers import wait_finished
 from tests.e2e.conftest import unique
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -32,39 +26,6 @@ def model_fn(model_dir):
 def transform_fn(model, data, content_type, accept):
     return str(len(data)), "text/plain"
 """
-
-
-def signed_call(server: RunningServer, target: str, params: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps(params).encode()
-    request = AWSRequest(
-        method="POST",
-        url=f"{server.url}/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
-    )
-    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
-    raw = urllib.request.Request(
-        f"{server.url}/", data=body, headers=dict(request.headers.items()), method="POST"
-    )
-    with urllib.request.urlopen(raw, timeout=10) as reply:
-        answer: dict[str, Any] = json.loads(reply.read())
-        return answer
-
-
-def wait_for(
-    server: RunningServer, endpoint: str, inference_id: str, timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = signed_call(
-            server,
-            "SageHost.DescribeAsyncInference",
-            {"EndpointName": endpoint, "InferenceId": inference_id},
-        )["Job"]
-        if job["Status"] in ("Completed", "Failed"):
-            return job
-        assert time.monotonic() < deadline, f"job still {job['Status']}"
-        time.sleep(0.05)
 
 
 def peak_rss(pid: int) -> int:
@@ -121,7 +82,7 @@ def test_large_input_is_streamed_to_the_model(
         ContentType="application/octet-stream",
         InferenceId="large-1",
     )
-    job = wait_for(server, endpoint, "large-1")
+    job = wait_finished(server, endpoint, "large-1")
 
     assert job["Status"] == "Completed", job
     assert job["OutputContentType"] == "text/plain"
@@ -141,6 +102,6 @@ def test_input_that_outgrows_its_size_fails_the_job(server: RunningServer, endpo
         ContentType="application/octet-stream",
         InferenceId="grown-1",
     )
-    job = wait_for(server, endpoint, "grown-1")
+    job = wait_finished(server, endpoint, "grown-1")
     assert job["Status"] == "Failed"
     assert job["FailureReason"] == "DependencyFailed: The input changed while it was being read."

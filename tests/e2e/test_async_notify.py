@@ -17,8 +17,8 @@ import pytest
 
 from sagehost.testing.moto import running_moto
 from sagehost.testing.server import RunningServer, free_port
+from tests.e2e.async_helpers import deploy_async, describe_job, wait_finished
 from tests.e2e.conftest import unique
-from tests.e2e.test_async_durability import deploy_async, describe_job, wait_finished
 
 BUCKET = "notify-bucket"
 REGION = "us-east-1"
