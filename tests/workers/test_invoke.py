@@ -23,7 +23,7 @@ def test_timeout_raises_and_releases_the_call(tmp_path: Path) -> None:
             started = time.monotonic()
             with pytest.raises(ContainerTimeout) as timed_out:
                 await instance.invoke(request(b"x", timeout_s=0.5))
-            assert 0.5 <= time.monotonic() - started < 2
+            assert 0.48 <= time.monotonic() - started < 2  # loop clock may lag a few ms
             assert timed_out.value.message == "The container did not answer within 0.5 seconds."
             assert instance.outstanding == 0
             assert instance.ready  # slow is not broken

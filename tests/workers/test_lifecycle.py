@@ -154,7 +154,7 @@ def test_never_ready_fails_after_the_startup_budget(tmp_path: Path) -> None:
             started = time.monotonic()
             with pytest.raises(DeploymentFailed) as failed:
                 await running.wait_ready()
-            assert 1.5 <= time.monotonic() - started < 6
+            assert 1.48 <= time.monotonic() - started < 6  # loop clock may lag a few ms
             reason = failed.value.message
             assert reason.startswith(
                 "Container primary did not pass the /ping health check within 1.5 seconds. "
