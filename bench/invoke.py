@@ -21,13 +21,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from common import wait_ping  # bench/common.py; run as a script
 
 from sagehost.testing.server import RunningServer, free_port
 
@@ -38,18 +37,6 @@ wrk.method = "POST"
 wrk.body = {body}
 {headers}
 """
-
-
-def wait_ping(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def start_container(tmp: Path, kind: str = "builtin") -> tuple[subprocess.Popen[bytes], str]:

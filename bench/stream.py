@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ import httptools
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from common import wait_ping  # bench/common.py; run as a script
 
 from sagehost.protocol import eventstream
 from sagehost.testing.server import RunningServer, free_port
@@ -46,18 +46,6 @@ from sagehost.testing.server import RunningServer, free_port
 HERE = Path(__file__).resolve().parent
 ENDPOINT = "stream"
 _prelude = struct.Struct(">II").unpack_from
-
-
-def wait_ping(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def start_container(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -15,11 +15,10 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import uvicorn
+from _serve import serve  # beside this file; run as a script
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -69,16 +68,7 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
 
 
 def main() -> None:
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-    )
+    serve(app)
 
 
 if __name__ == "__main__":
