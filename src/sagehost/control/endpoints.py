@@ -174,8 +174,8 @@ class Endpoints:
         self._transition(caller.account, record, E.DELETE)
         live = self._directory.get(caller.account, name)
         self._directory.remove(caller.account, name)
-        fleets = [v.fleet for v in live.variants] if live else []
-        self._start(caller.account, name, self._finish_delete(caller.account, record, fleets))
+        serving = [*live.variants, *live.shadows] if live else []
+        self._start(caller.account, name, self._finish_delete(caller.account, record, serving))
         return {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -282,13 +282,15 @@ class Endpoints:
         # Calls already routed to the old fleet finish first: Fleet.stop drains before signalling.
         # That drain runs on its own so DescribeEndpoint does not wait for it.
         retire: asyncio.Future[Any] = asyncio.gather(
-            *(v.fleet.stop() for v in old), return_exceptions=True
+            *(v.stop() for v in old), return_exceptions=True
         )
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
 
-    async def _finish_delete(self, account: str, record: dict[str, Any], fleets: list[Any]) -> None:
-        await asyncio.gather(*(fleet.stop() for fleet in fleets), return_exceptions=True)
+    async def _finish_delete(
+        self, account: str, record: dict[str, Any], serving: list[LiveVariant]
+    ) -> None:
+        await asyncio.gather(*(variant.stop() for variant in serving), return_exceptions=True)
         self._store.catalog.delete(account, Kind.ENDPOINT.value, record["EndpointName"])
 
     def _fail(self, account: str, name: str, event: EndpointEvent, reason: str) -> None:
@@ -343,7 +345,9 @@ class Endpoints:
         ready: dict[str, int] = {}
         if live is not None:
             for variant in live.variants:
-                ready[variant.name] = sum(1 for i in variant.fleet.instances if i.ready)
+                ready[variant.name] = min(
+                    sum(1 for i in fleet.instances if i.ready) for fleet in variant.fleets()
+                )
         out["ProductionVariants"] = [
             _variant_summary(v, record["_models"], ready.get(v["VariantName"]), record)
             for v in config["ProductionVariants"]

@@ -65,6 +65,7 @@ class ContainerRequest:
     headers: Sequence[tuple[str, str]]
     timeout_s: float
     path: str = "/invocations"
+    method: str = "POST"  # the multi-model API (§8.4) also uses GET and DELETE
     max_response_bytes: int = 6 * 1024 * 1024  # larger answers raise ContainerResponseTooLarge
     body_length: int | None = None  # of a streamed body, when known; ignored for bytes
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from sagehost.core.errors import EndpointNotFound
+from sagehost.core.invocation import InvokeInput
 from sagehost.core.live import EndpointDirectory
 from sagehost.core.ports import ContainerRequest, ContainerStream
 from sagehost.invoke.service import Invoker
@@ -20,7 +21,7 @@ class EndpointModels:
         endpoint = self._directory.get(account, endpoint_name)
         if endpoint is None:
             return 0
-        return sum(1 for v in endpoint.variants for i in v.fleet.instances if i.ready)
+        return sum(1 for v in endpoint.variants for f in v.fleets() for i in f.instances if i.ready)
 
     @asynccontextmanager
     async def call(
@@ -36,7 +37,8 @@ class EndpointModels:
         endpoint = self._directory.get(account, endpoint_name)
         if endpoint is None:
             raise EndpointNotFound(endpoint_name, account)
-        _, instance = await self._invoker.pick(endpoint, None)
+        route = await self._invoker.route_to(endpoint, InvokeInput(endpoint.name, b""))
+        instance = await self._invoker.pick(route)
         request = ContainerRequest(
             body=body, headers=list(headers), timeout_s=timeout_s, body_length=body_length
         )

@@ -1,12 +1,30 @@
-"""Choosing a production variant by weight, and an instance within it."""
+"""Choosing where a call goes: a production variant by weight, an instance within it, and the
+checks that the routing headers fit the endpoint (§7)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sagehost.core.errors import InvalidRequest
-from sagehost.core.live import LiveEndpoint, LiveVariant
+from sagehost.core.invocation import InvokeInput
+from sagehost.core.live import RANDOM, LiveComponent, LiveEndpoint, LiveVariant
 from sagehost.core.ports import Instance
+
+
+@dataclass(slots=True)
+class Route:
+    """Where one call goes. ``variant`` serves it (a production variant or an inference
+    component's copies); ``variant_name`` is echoed to the client; ``instance`` is set when a
+    session fixes it."""
+
+    endpoint: LiveEndpoint
+    variant: LiveVariant
+    variant_name: str
+    instance: Instance | None = None
+    component: LiveComponent | None = None
+    target_variant: str | None = None
 
 
 def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Random) -> LiveVariant:
@@ -35,11 +53,17 @@ def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Rando
     return variants[-1]
 
 
-def choose_instance(instances: object, rng: random.Random) -> Instance | None:
-    """Least outstanding requests among ready instances; ties are broken at random."""
+def choose_instance(
+    instances: Iterable[Instance], rng: random.Random, strategy: str | None = None
+) -> Instance | None:
+    """Least outstanding requests among ready instances, ties broken at random; or, with the
+    ``RANDOM`` strategy, any ready instance."""
+    if strategy == RANDOM:
+        ready = [i for i in instances if i.ready]
+        return rng.choice(ready) if ready else None
     best: list[Instance] = []
     fewest = -1
-    for instance in instances:  # type: ignore[attr-defined]
+    for instance in instances:
         if not instance.ready:
             continue
         load = instance.outstanding
@@ -51,3 +75,33 @@ def choose_instance(instances: object, rng: random.Random) -> Instance | None:
     if not best:
         return None
     return best[0] if len(best) == 1 else rng.choice(best)
+
+
+def check_targets(route: Route, request: InvokeInput) -> None:
+    """TargetModel and TargetContainerHostname must fit the variant that serves the call."""
+    endpoint, variant = route.endpoint, route.variant
+    where = f"Endpoint {endpoint.name} of account {endpoint.account}"
+    if variant.models is None:
+        if request.target_model is not None:
+            raise InvalidRequest(f"{where} is not a multi-model endpoint; remove TargetModel.")
+    elif request.target_model is None:
+        raise InvalidRequest(
+            f"{where} is a multi-model endpoint; name the model to invoke with TargetModel."
+        )
+    hostname = request.target_container_hostname
+    if not variant.direct:
+        if hostname is not None:
+            raise InvalidRequest(
+                f"{where} is not a multi-container endpoint in Direct mode; "
+                "remove TargetContainerHostname."
+            )
+        return
+    if hostname is None:
+        raise InvalidRequest(
+            f"{where} invokes its containers in Direct mode; name one with TargetContainerHostname."
+        )
+    if all(c.hostname != hostname for c in variant.containers):
+        raise InvalidRequest(
+            f"Container hostname {hostname} was not found for endpoint {endpoint.name} "
+            f"of account {endpoint.account}."
+        )

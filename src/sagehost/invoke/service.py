@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 
 from sagehost.core.endpoint_states import INVOCABLE
 from sagehost.core.errors import (
@@ -18,9 +19,12 @@ from sagehost.core.errors import (
     SagehostError,
 )
 from sagehost.core.invocation import Caller, InvokeInput, InvokeOutput
-from sagehost.core.live import EndpointDirectory, LiveEndpoint, LiveVariant
+from sagehost.core.live import EndpointDirectory, LiveEndpoint
 from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse, Instance
-from sagehost.invoke.routing import choose_instance, choose_variant
+from sagehost.invoke.components import select_component
+from sagehost.invoke.pipelines import call_containers
+from sagehost.invoke.routing import Route, check_targets, choose_instance, choose_variant
+from sagehost.invoke.sessions import SessionTable
 
 # Platform headers forwarded to the container (§8.3); everything else the caller sent is dropped.
 _FORWARD = (
@@ -50,6 +54,7 @@ class Invoker:
         self._instance_wait_s = instance_wait_s
         self._max_response_bytes = max_response_bytes
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
+        self.sessions = SessionTable(clock)
 
     def resolve(self, caller: Caller, name: str, *, asynchronous: bool = False) -> LiveEndpoint:
         endpoint = self._directory.get(caller.account, name)
@@ -68,116 +73,148 @@ class Invoker:
             )
         return endpoint
 
-    def admit(self, caller: Caller, request: InvokeInput) -> LiveEndpoint:
-        """The endpoint a call goes to, once every routing header is known to apply to it."""
-        endpoint = self.resolve(caller, request.endpoint_name)
-        if request.target_model is not None:
-            raise InvalidRequest(
-                f"Endpoint {endpoint.name} of account {caller.account} is not a multi-model endpoint; "
-                "remove TargetModel."
-            )
-        if request.target_container_hostname is not None:
-            raise InvalidRequest(
-                f"Endpoint {endpoint.name} of account {caller.account} is not a multi-container "
-                "endpoint in Direct mode; remove TargetContainerHostname."
-            )
-        if request.inference_component is not None:
-            raise InvalidRequest(
-                f"Inference component {request.inference_component} was not found for endpoint "
-                f"{endpoint.name} of account {caller.account}."
-            )
-        if request.session_id is not None and request.session_id != "NEW_SESSION":
-            raise InvalidRequest(f"Session {request.session_id} is not an open session.")
-        return endpoint
+    async def route(
+        self, caller: Caller, request: InvokeInput, *, asynchronous: bool = False
+    ) -> Route:
+        """Where a call goes, in the order of §7.2: the endpoint, the inference component or
+        the variant, the session's instance, then the container and model headers."""
+        endpoint = self.resolve(caller, request.endpoint_name, asynchronous=asynchronous)
+        return await self.route_to(endpoint, request)
 
-    async def pick(
-        self, endpoint: LiveEndpoint, target: str | None
-    ) -> tuple[LiveVariant, Instance]:
-        """The variant (by weight or TargetVariant) and its least busy ready instance."""
-        if endpoint.variants:
-            variant = choose_variant(endpoint, target, self._rng)
-            instance = choose_instance(variant.fleet.instances, self._rng)
-            if instance is not None:
-                return variant, instance
-        return await self._wait_for_instance(endpoint, target)
+    async def route_to(self, endpoint: LiveEndpoint, request: InvokeInput) -> Route:
+        component = select_component(endpoint, request)
+        if component is not None:
+            route = Route(endpoint, component.serving, component.variant_name, component=component)
+        else:
+            if not endpoint.variants:
+                await self._wait_for_variants(endpoint)
+            variant = choose_variant(endpoint, request.target_variant, self._rng)
+            route = Route(endpoint, variant, variant.name, target_variant=request.target_variant)
+        self.sessions.pin(route, request)
+        check_targets(route, request)
+        return route
+
+    async def pick(self, route: Route) -> Instance:
+        """The instance a single-container call goes to: the session's, or the least busy
+        (or a random) ready one, waiting briefly while none is ready."""
+        if route.instance is not None:
+            return route.instance
+        instance = choose_instance(route.variant.fleet.instances, self._rng, route.variant.routing)
+        if instance is not None:
+            return instance
+        return await self._wait_for_instance(route)
 
     async def invoke(self, caller: Caller, request: InvokeInput) -> InvokeOutput:
-        endpoint = self.admit(caller, request)
-        variant, instance = await self.pick(endpoint, request.target_variant)
-        headers = forwarded_headers(request)
+        route = await self.route(caller, request)
         call = ContainerRequest(
             body=request.body,
-            headers=headers,
-            timeout_s=endpoint.invocation_timeout_s,
+            headers=forwarded_headers(request),
+            timeout_s=route.endpoint.invocation_timeout_s,
             max_response_bytes=self._max_response_bytes,
         )
-        try:
-            reply = await self._call(endpoint, variant, instance, call)
-        except ContainerTimeout:
-            raise timed_out(variant.container) from None
-        except ContainerUnreachable as error:
-            raise connection_failed(variant.container, endpoint.name, error) from None
-        except ContainerResponseTooLarge:
-            raise ModelFailed(
-                f"Received a response from {variant.container} larger than the "
-                f"{self._max_response_bytes} bytes allowed for real-time inference.",
-                status=200,
-                original_message="Response too large",
-                container=variant.container,
-            ) from None
-        if not 200 <= reply.status < 300:
-            raise container_error(variant.container, endpoint.name, reply.status, reply.body)
+        variant = route.variant
+        if variant.models is not None:
+            assert request.target_model is not None  # check_targets made sure
+            reply = await self.guard(
+                route, variant.container, variant.models.invoke(request.target_model, call)
+            )
+        elif variant.containers:
+            reply = await call_containers(self, route, request, call)
+        else:
+            instance = await self.pick(route)
+            reply = await self.guard(route, variant.container, self._call(route, instance, call))
+            self.sessions.observe(route, request, instance, reply.headers)
         headers_in = reply.headers
-        return InvokeOutput(
+        output = InvokeOutput(
             body=reply.body,
-            invoked_variant=variant.name,
+            invoked_variant=route.variant_name,
             content_type=headers_in.get("content-type"),
             custom_attributes=headers_in.get("x-amzn-sagemaker-custom-attributes"),
             new_session_id=headers_in.get("x-amzn-sagemaker-new-session-id"),
             closed_session_id=headers_in.get("x-amzn-sagemaker-closed-session-id"),
         )
+        for observer in route.endpoint.observers:
+            observer.observe(request, output)
+        return output
+
+    async def guard(
+        self, route: Route, container: str, pending: Awaitable[ContainerResponse]
+    ) -> ContainerResponse:
+        """Await a container call and judge it: anything but a 2xx answer is a ModelFailed
+        naming ``container``."""
+        try:
+            reply = await pending
+        except ContainerTimeout:
+            raise timed_out(container) from None
+        except ContainerUnreachable as error:
+            raise connection_failed(container, route.endpoint.name, error) from None
+        except ContainerResponseTooLarge:
+            raise ModelFailed(
+                f"Received a response from {container} larger than the "
+                f"{self._max_response_bytes} bytes allowed for real-time inference.",
+                status=200,
+                original_message="Response too large",
+                container=container,
+            ) from None
+        if not 200 <= reply.status < 300:
+            raise container_error(container, route.endpoint.name, reply.status, reply.body)
+        return reply
 
     async def _call(
-        self,
-        endpoint: LiveEndpoint,
-        variant: LiveVariant,
-        instance: Instance,
-        call: ContainerRequest,
+        self, route: Route, instance: Instance, call: ContainerRequest
     ) -> ContainerResponse:
         """Call an instance; one that refuses the connection (it just died) never saw the call,
-        so the call goes to the next healthy instance of the variant, within the wait bound."""
+        so the call goes to the next healthy instance of the variant, within the wait bound.
+        A session's instance is never swapped."""
         deadline = self._clock.monotonic() + self._instance_wait_s
         delay = 0.005
         while True:
             try:
                 return await instance.invoke(call)
             except ContainerRefused:
-                if self._clock.monotonic() >= deadline:
+                if route.instance is not None or self._clock.monotonic() >= deadline:
                     raise
             await asyncio.sleep(delay)  # give the supervisor a moment to mark it down
             delay = min(delay * 2, 0.1)
-            chosen = choose_instance(variant.fleet.instances, self._rng)
+            variant = route.variant
+            chosen = choose_instance(variant.fleet.instances, self._rng, variant.routing)
             if chosen is not None:
                 instance = chosen
 
-    async def _wait_for_instance(
-        self, endpoint: LiveEndpoint, target: str | None
-    ) -> tuple[LiveVariant, Instance]:
-        """No instance is ready (a restart, a crash): wait briefly rather than fail at once."""
+    async def _wait_for_instance(self, route: Route) -> Instance:
+        """No instance is ready (a restart, a crash): wait briefly rather than fail at once.
+        The variant is chosen again each time, as a restart rebuilds the endpoint's table."""
+        endpoint = route.endpoint
         deadline = self._clock.monotonic() + self._instance_wait_s
         delay = 0.01
         while self._clock.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
-            if not endpoint.variants:
-                continue  # the fleet is still being brought back after a restart
-            variant = choose_variant(endpoint, target, self._rng)
-            instance = choose_instance(variant.fleet.instances, self._rng)
+            variant = route.variant
+            if route.component is None and variant not in endpoint.variants:
+                # An update swapped the fleets while this call waited.
+                variant = choose_variant(endpoint, route.target_variant, self._rng)
+            instance = choose_instance(variant.fleet.instances, self._rng, variant.routing)
             if instance is not None:
-                return variant, instance
+                route.variant = variant
+                route.variant_name = variant.name
+                return instance
         raise NoHealthyInstance(
             f"Endpoint {endpoint.name} has no healthy instance to serve the request. Try again later."
         )
+
+    async def _wait_for_variants(self, endpoint: LiveEndpoint) -> None:
+        """After a restart an InService endpoint's fleets are still being brought back."""
+        deadline = self._clock.monotonic() + self._instance_wait_s
+        delay = 0.01
+        while not endpoint.variants:
+            if self._clock.monotonic() >= deadline:
+                raise NoHealthyInstance(
+                    f"Endpoint {endpoint.name} has no healthy instance to serve the request. "
+                    "Try again later."
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 def forwarded_headers(request: InvokeInput) -> list[tuple[str, str]]:

@@ -42,8 +42,9 @@ async def open_stream(
     The endpoint's invocation timeout bounds each wait for the next chunk (the first one
     included); ``stream_limit_s`` bounds the whole stream.
     """
-    endpoint = invoker.admit(caller, request)
-    variant, instance = await invoker.pick(endpoint, request.target_variant)
+    route = await invoker.route(caller, request)
+    endpoint, variant = route.endpoint, route.variant
+    instance = await invoker.pick(route)
     idle_s = endpoint.invocation_timeout_s
     call = ContainerRequest(
         body=request.body, headers=forwarded_headers(request), timeout_s=stream_limit_s
@@ -61,7 +62,7 @@ async def open_stream(
         except ContainerUnreachable as error:
             raise connection_failed(variant.container, endpoint.name, error) from None
         yield StreamOutput(
-            invoked_variant=variant.name,
+            invoked_variant=route.variant_name,
             first=first,
             rest=_rest(stream.chunks, idle_s, stream_limit_s, variant.container)
             if first is not None

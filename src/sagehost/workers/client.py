@@ -70,7 +70,7 @@ class ContainerClient:
         try:
             response = await self._pool.request(
                 origin,
-                "POST",
+                request.method,
                 prefix + request.path,
                 request.headers,
                 request.body,
@@ -97,7 +97,7 @@ class ContainerClient:
         try:
             async with self._pool.stream(
                 origin,
-                "POST",
+                request.method,
                 prefix + request.path,
                 request.headers,
                 request.body,
