@@ -26,6 +26,7 @@ from tests.e2e.conftest import deploy, unique
 
 ACCOUNT_A = "111111111111"
 ACCOUNT_B = "222222222222"
+UNRECOGNIZED_MESSAGE = "The security token included in the request is invalid."
 MISMATCH = (
     "The request signature we calculated does not match the signature you provided. Check your AWS "
     "Secret Access Key and signing method. Consult the service documentation for details."
@@ -225,3 +226,27 @@ def test_non_loopback_host_without_credentials_refuses_to_start(tmp_path: Path) 
     )
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without --credentials" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+    ],
+)
+def test_dev_key_refused_through_a_proxy(server: RunningServer, header: tuple[str, str]) -> None:
+    """A local reverse proxy connects from loopback; its forwarding header says the caller is not."""
+    dev = client(server, "sagemaker", "test", "test")
+    assert dev.list_endpoints()["Endpoints"] is not None
+
+    def add_header(request: AWSRequest, **_: Any) -> None:
+        request.headers[header[0]] = header[1]  # added after signing, as a proxy would
+
+    dev.meta.events.register("before-send.sagemaker.ListEndpoints", add_header)
+    with pytest.raises(ClientError) as error:
+        dev.list_endpoints()
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert error.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    assert error.value.response["Error"]["Message"] == UNRECOGNIZED_MESSAGE

@@ -11,6 +11,9 @@ from sagehost.core.ports import Account, Clock, CredentialStore
 from sagehost.protocol import sigv4
 
 UNRECOGNIZED = "The security token included in the request is invalid."
+# A request that came through a proxy names its origin in one of these; the proxy's own
+# loopback address then says nothing about where the caller is.
+_PROXY_HEADERS = frozenset(("forwarded", "x-forwarded-for", "x-real-ip"))
 
 
 class Authenticator:
@@ -40,17 +43,19 @@ class Authenticator:
     ) -> tuple[Account, str]:
         """The account that signed the request and the region it signed for."""
         authorization = None
+        proxied = False
         for name, value in headers:
             if name == "authorization":
                 authorization = value
-                break
+            elif name in _PROXY_HEADERS:
+                proxied = True
         try:
             credential = sigv4.parse_authorization(authorization)
         except sigv4.SigV4Error as error:
             raise NotAuthenticated(error.code, error.message) from None
         account = self._store.lookup(credential.access_key_id)
         if account is None or (
-            credential.access_key_id in self._loopback_only and not _is_loopback(peer)
+            credential.access_key_id in self._loopback_only and (proxied or not _is_loopback(peer))
         ):
             raise NotAuthenticated("UnrecognizedClientException", UNRECOGNIZED)
         try:
