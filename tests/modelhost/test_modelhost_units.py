@@ -70,7 +70,10 @@ def test_settings_from_environment() -> None:
         ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "-1"}, "SAGEMAKER_MAX_PAYLOAD_IN_MB must be in (0, 1024]"),
         ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "six"}, "SAGEMAKER_MAX_PAYLOAD_IN_MB must be a number"),
         ({"SAGEMAKER_CONTAINER_LOG_LEVEL": "loud"}, "is not a log level: 'loud'"),
-        ({"SAGEMAKER_MULTI_MODEL": "true"}, "modelhost serves a single model only"),
+        (
+            {"SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true", "SAGEMAKER_SESSIONS_EXPIRATION": "0"},
+            "SAGEMAKER_SESSIONS_EXPIRATION must be between 1 and",
+        ),
     ],
 )
 def test_settings_errors(env: dict[str, str], message: str) -> None:

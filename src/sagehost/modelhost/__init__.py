@@ -1,6 +1,6 @@
 """modelhost: the built-in container-contract server for inference-toolkit handler scripts.
 
-Run it as its own process, ``python -m sagehost.modelhost``. It serves one model from
+Run it as its own process, ``python -m sagehost.modelhost``. By default it serves one model from
 ``$SAGEHOST_MODEL_DIR`` (default ``$SAGEMAKER_BASE_DIR/model``, base ``/opt/ml``) on
 ``$SAGEHOST_BIND_HOST:$SAGEMAKER_BIND_TO_PORT`` (default ``127.0.0.1:8080``), so that an
 ``inference.py`` written for the SageMaker inference toolkit runs unchanged (runtime-api.md §8, §9).
@@ -38,8 +38,18 @@ Concurrency: handlers run in a thread pool of ``$SAGEMAKER_MODEL_SERVER_WORKERS`
 (default 1, because user handlers are rarely thread-safe); the event loop stays free for
 ``/ping`` while a prediction runs.
 
+Multi-model mode (``SAGEMAKER_MULTI_MODEL=true``, ``multimodel.py``): no model at start-up;
+``/ping`` is 200 at once and models are loaded, listed, unloaded and invoked through
+``/models`` (runtime-api.md §8.4). Each model's handler module is imported in isolation.
+
+Stateful sessions (``SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true``, ``sessions.py``): the runtime
+opens and closes sessions itself and hands the open one to handlers as ``context.session``.
+docs/runtime.md is the user's guide to both.
+
 Modules: ``settings`` (environment -> Settings), ``loader`` (module and model loading),
-``pipeline`` (one invocation through the handlers), ``defaults`` (default handlers and codecs),
-``context``, ``errors``, ``workers`` (the thread pool), ``app`` (ASGI), ``server`` (process
-lifecycle).
+``isolation`` (handler modules of multi-model mode), ``pipeline`` (one invocation through the
+handlers), ``defaults`` (default handlers and codecs), ``context``, ``errors``, ``workers`` (the
+thread pool), ``sessions``, ``asgi`` (ASGI helpers), ``invocations`` (one call), ``app``
+(single-model ASGI app), ``multimodel`` and ``registry`` (multi-model ASGI app and its models),
+``server`` (process lifecycle).
 """

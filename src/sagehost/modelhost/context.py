@@ -10,18 +10,23 @@ The toolkit passes the model server's context as an optional trailing argument. 
   accepted, the multi-model-server spelling that toolkit scripts use.
 - ``custom_attributes`` / ``set_custom_attributes(value)``: shorthands for custom attributes.
 - ``get_request_header(idx, name)``: the multi-model-server spelling of a header lookup.
+- ``session``: the call's stateful session (``sessions.Session``: ``session_id``, ``expires_at``,
+  ``state``) when sessions are enabled and the call names or opens one, else None.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from sagehost.protocol.container import HEADER_CUSTOM_ATTRIBUTES, SAGEMAKER_HEADER_PREFIX
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CUSTOM_ATTRIBUTES = HEADER_CUSTOM_ATTRIBUTES.lower()
+
+if TYPE_CHECKING:
+    from sagehost.modelhost.sessions import Session
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -29,10 +34,19 @@ RawHeaders = Sequence[tuple[bytes, bytes]]
 class Context:
     """Per-call view of the request and the response headers the handler wants to add."""
 
-    __slots__ = ("_raw_headers", "_request_headers", "response_headers", "system_properties")
+    __slots__ = (
+        "_raw_headers",
+        "_request_headers",
+        "response_headers",
+        "session",
+        "system_properties",
+    )
 
-    def __init__(self, model_dir: str, raw_headers: RawHeaders = ()) -> None:
+    def __init__(
+        self, model_dir: str, raw_headers: RawHeaders = (), session: Session | None = None
+    ) -> None:
         self.system_properties: dict[str, str] = {"model_dir": model_dir}
+        self.session = session
         #: Lower-case name -> value, in the order the handler set them.
         self.response_headers: dict[str, str] = {}
         self._raw_headers = raw_headers

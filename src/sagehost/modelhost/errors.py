@@ -5,10 +5,12 @@ Tree::
     Exception
     ├── ModelHostError            a request modelhost refuses; ``status_code`` is the answer
     │   ├── BadRequestError           400: the body cannot be decoded as its content type says
+    │   │   └── SessionError              400: unknown, closed or expired session (sessions.py)
     │   ├── NotAcceptableError        406: no supported type in Accept (default output_fn)
     │   ├── PayloadTooLargeError      413: body over SAGEMAKER_MAX_PAYLOAD_IN_MB
     │   ├── UnsupportedFormatError    415: default input_fn cannot decode the content type
     │   └── ModelNotReadyError        503: /invocations before the model finished loading
+    ├── ModelsApiError            a multi-model API refusal (``/models``), answered as JSON
     └── HandlerError (TypeError)  the handler module is unusable (a load failure, never a request)
 
 User code may raise any exception with an integer ``status_code`` attribute (the toolkit's
@@ -48,6 +50,17 @@ class UnsupportedFormatError(ModelHostError):
 
 class ModelNotReadyError(ModelHostError):
     status_code = 503
+
+
+class ModelsApiError(Exception):
+    """A refusal of the multi-model container API, answered as JSON
+    ``{"code": <status>, "type": <kind>, "message": <text>}`` (the model server's error shape)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
 
 
 class HandlerError(TypeError):

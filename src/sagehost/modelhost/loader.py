@@ -5,6 +5,13 @@ Mirrors the toolkit: ``<model_dir>/code`` goes first on ``sys.path``; the module
 function takes its default, and the default ``model_fn`` raises NotImplementedError. Defining
 ``transform_fn`` together with any of ``input_fn``/``predict_fn``/``output_fn`` is a ValueError.
 
+Multi-model mode loads each model with ``load_isolated_pipeline`` instead, which imports the
+handler module under a private name (``isolation.py``), so two models' modules never collide.
+
+Besides the toolkit's functions, sagehost reads three optional hooks (sagehost-specific):
+``model_unload_fn(model)`` (multi-model unload), ``open_session_fn(session, model)`` and
+``close_session_fn(session, model)`` (stateful sessions, ``sessions.py``).
+
 Every function may take one extra trailing ``context`` parameter. Like the toolkit we count the
 parameters (all of them, as ``inspect.signature`` lists them): the expected count means no
 context, one more means context. Unlike the toolkit, another count fails at load time instead
@@ -19,6 +26,7 @@ import inspect
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -32,6 +40,7 @@ from sagehost.modelhost.defaults import (
     optional_numpy,
 )
 from sagehost.modelhost.errors import HandlerError
+from sagehost.modelhost.isolation import forget_module, import_isolated
 from sagehost.modelhost.pipeline import Handler, Pipeline
 from sagehost.protocol.container import CODE_SUBDIR, REQUIREMENTS_FILE
 
@@ -46,6 +55,9 @@ _ARITY = {
     "predict_fn": 2,
     "output_fn": 2,
     "transform_fn": 4,
+    "model_unload_fn": 1,
+    "open_session_fn": 2,
+    "close_session_fn": 2,
 }
 
 
@@ -69,6 +81,10 @@ def prepare_code_dir(model_dir: str) -> None:
         sys.path.remove(code_dir)
     sys.path.insert(0, code_dir)
     importlib.invalidate_caches()
+    _warn_requirements(code_dir)
+
+
+def _warn_requirements(code_dir: str) -> None:
     requirements = os.path.join(code_dir, REQUIREMENTS_FILE)
     if os.path.isfile(requirements):
         # Installing would need network access and would change a shared interpreter.
@@ -84,7 +100,11 @@ def import_handler_module(module_name: str) -> HandlerModule:
     if not found:
         logger.warning("no handler module %r found; using the default handlers", module_name)
         return HandlerModule(None, {})
-    module = importlib.import_module(module_name)
+    return pick_handlers(importlib.import_module(module_name), module_name)
+
+
+def pick_handlers(module: ModuleType, module_name: str) -> HandlerModule:
+    """The handler functions ``module`` defines, with their signatures checked."""
     functions: dict[str, Handler] = {}
     for name, arity in _ARITY.items():
         fn = getattr(module, name, None)
@@ -104,7 +124,37 @@ def import_handler_module(module_name: str) -> HandlerModule:
 def load_pipeline(model_dir: str, module_name: str, default_accept: str) -> Pipeline:
     """Everything that happens before ``/ping`` says 200. Any exception is a load failure."""
     prepare_code_dir(model_dir)
-    handlers = import_handler_module(module_name)
+    return build_pipeline(model_dir, import_handler_module(module_name), default_accept)
+
+
+def load_isolated_pipeline(
+    model_dir: str,
+    module_name: str,
+    module_key: str,
+    default_accept: str,
+    import_lock: threading.Lock,
+) -> Pipeline:
+    """Load one model of a multi-model container; its handler module is ``module_key`` in
+    ``sys.modules`` until ``forget_module(module_key)``. Any exception is a load failure."""
+    code_dir = os.path.join(model_dir, CODE_SUBDIR)
+    module = import_isolated(code_dir, module_name, module_key, import_lock)
+    try:
+        if module is None:
+            logger.warning(
+                "no handler module %r in %s; using the default handlers", module_name, code_dir
+            )
+            handlers = HandlerModule(None, {})
+        else:
+            _warn_requirements(code_dir)
+            handlers = pick_handlers(module, module_name)
+        return build_pipeline(model_dir, handlers, default_accept)
+    except BaseException:
+        forget_module(module_key)
+        raise
+
+
+def build_pipeline(model_dir: str, handlers: HandlerModule, default_accept: str) -> Pipeline:
+    """Run the loading hooks and ``model_fn``, then bind the request handlers."""
     context = Context(model_dir)
 
     pre_model = handlers.get("pre_model_fn")
@@ -131,6 +181,9 @@ def load_pipeline(model_dir: str, module_name: str, default_accept: str) -> Pipe
         predict_fn=handlers.get("predict_fn") or Handler(default_predict_fn, False),
         output_fn=output_fn or _bound(codecs, "output_fn"),
         user_output_fn=output_fn is not None,
+        model_unload_fn=handlers.get("model_unload_fn"),
+        open_session_fn=handlers.get("open_session_fn"),
+        close_session_fn=handlers.get("close_session_fn"),
     )
 
 

@@ -78,12 +78,15 @@ def stream_chunk(item: object) -> tuple[bytes, str | None]:
 
 
 class Pipeline:
-    """The loaded model with its handler functions."""
+    """The loaded model with its handler functions and optional hooks."""
 
     __slots__ = (
+        "close_session_fn",
         "input_fn",
         "model",
         "model_dir",
+        "model_unload_fn",
+        "open_session_fn",
         "output_fn",
         "predict_fn",
         "transform_fn",
@@ -100,6 +103,9 @@ class Pipeline:
         predict_fn: Handler,
         output_fn: Handler,
         user_output_fn: bool,
+        model_unload_fn: Handler | None = None,
+        open_session_fn: Handler | None = None,
+        close_session_fn: Handler | None = None,
     ) -> None:
         self.model = model
         self.model_dir = model_dir
@@ -108,6 +114,10 @@ class Pipeline:
         self.predict_fn = predict_fn
         self.output_fn = output_fn
         self.user_output_fn = user_output_fn
+        # Optional hooks: unloading (multi-model mode) and session open/close (sessions.py).
+        self.model_unload_fn = model_unload_fn
+        self.open_session_fn = open_session_fn
+        self.close_session_fn = close_session_fn
 
     def invoke(
         self, body: bytes, content_type: str | None, accept: str, context: Context

@@ -8,6 +8,9 @@ Order of events:
 3. Serve. ``/ping`` answers 503 until the load finishes, then 200.
 4. A failed load prints its traceback to stderr (the container log that the platform quotes in
    FailureReason) and asks uvicorn to stop; ``run`` then returns 1.
+In multi-model mode (``SAGEMAKER_MULTI_MODEL=true``) step 2 is skipped: ``/ping`` answers 200 at
+once, and models are loaded by ``POST /models`` on a separate loader pool (``registry.py``).
+
 5. SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (at most
    ``graceful_shutdown_seconds``), restores the previous handlers and re-raises the signal, so
    the process ends the way the signal says, even if the loader is still busy in user code.
@@ -25,8 +28,11 @@ import traceback
 import uvicorn
 
 from sagehost.modelhost.app import ModelHostApp
+from sagehost.modelhost.invocations import Invocations
 from sagehost.modelhost.loader import load_pipeline
-from sagehost.modelhost.settings import Settings
+from sagehost.modelhost.multimodel import MultiModelApp
+from sagehost.modelhost.registry import ModelRegistry
+from sagehost.modelhost.settings import LOAD_THREADS, Settings
 from sagehost.modelhost.workers import WorkerPool
 
 logger = logging.getLogger("sagehost.modelhost")
@@ -55,28 +61,17 @@ def run(settings: Settings) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
         return 1
+    if settings.multi_model:
+        return _run_multi_model(settings, sock)
     pool = WorkerPool(settings.workers)
     app = ModelHostApp(
         pool=pool,
         model_dir=settings.model_dir,
         default_accept=settings.default_accept,
         max_payload_bytes=settings.max_payload_bytes,
+        session_ttl_seconds=settings.session_ttl_seconds,
     )
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        timeout_keep_alive=settings.keep_alive_seconds,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(_config(app, settings))
     failed = threading.Event()
     started = time.monotonic()
 
@@ -104,3 +99,45 @@ def run(settings: Settings) -> int:
         pool.shutdown()
         sock.close()
     return 1 if failed.is_set() else 0
+
+
+def _run_multi_model(settings: Settings, sock: socket.socket) -> int:
+    pool = WorkerPool(settings.workers)
+    loader = WorkerPool(LOAD_THREADS, name="modelhost-loader")
+    registry = ModelRegistry(
+        pool=pool,
+        loader=loader,
+        module_name=settings.module_name,
+        default_accept=settings.default_accept,
+        session_ttl_seconds=settings.session_ttl_seconds,
+    )
+    invocations = Invocations(
+        pool, default_accept=settings.default_accept, max_payload_bytes=settings.max_payload_bytes
+    )
+    app = MultiModelApp(registry=registry, invocations=invocations)
+    host, port = sock.getsockname()[:2]
+    logger.info("modelhost listening on %s:%d in multi-model mode", host, port)
+    try:
+        uvicorn.Server(_config(app, settings)).run(sockets=[sock])
+    finally:
+        loader.shutdown()
+        pool.shutdown()
+        sock.close()
+    return 0
+
+
+def _config(app: ModelHostApp | MultiModelApp, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+    )

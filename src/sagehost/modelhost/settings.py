@@ -19,6 +19,16 @@ KEEP_ALIVE_SECONDS = 75
 GRACEFUL_SHUTDOWN_SECONDS = 25
 
 
+#: Threads that run model loads in multi-model mode, apart from the invocation threads, so a
+#: slow ``model_fn`` delays neither calls to loaded models nor every other load.
+LOAD_THREADS = 4
+#: Stateful sessions (§7.6). The names are those of AWS's own containers; they are not in
+#: ``protocol.container`` because only this runtime reads them.
+ENV_ENABLE_STATEFUL_SESSIONS = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
+ENV_SESSIONS_EXPIRATION = "SAGEMAKER_SESSIONS_EXPIRATION"
+DEFAULT_SESSION_TTL_SECONDS = 1200
+
+
 class SettingsError(ValueError):
     """An environment variable has a value modelhost cannot use."""
 
@@ -35,11 +45,18 @@ class Settings:
     log_level: int = logging.INFO
     keep_alive_seconds: int = KEEP_ALIVE_SECONDS
     graceful_shutdown_seconds: int = GRACEFUL_SHUTDOWN_SECONDS
+    #: Serve the multi-model API instead of one model from ``model_dir``.
+    multi_model: bool = False
+    #: Stateful sessions' lifetime in seconds; None when sessions are disabled.
+    session_ttl_seconds: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        if c.is_truthy(environ.get(c.ENV_MULTI_MODEL)):
-            raise SettingsError(f"{c.ENV_MULTI_MODEL}=true: modelhost serves a single model only")
+        session_ttl = None
+        if c.is_truthy(environ.get(ENV_ENABLE_STATEFUL_SESSIONS)):
+            session_ttl = _integer(
+                environ, ENV_SESSIONS_EXPIRATION, DEFAULT_SESSION_TTL_SECONDS, 1, 10**9
+            )
         return cls(
             model_dir=c.model_dir(environ),
             module_name=c.program_module(environ),
@@ -51,6 +68,8 @@ class Settings:
             ),
             max_payload_bytes=_payload_limit(environ),
             log_level=_log_level(environ.get(c.ENV_CONTAINER_LOG_LEVEL)),
+            multi_model=c.is_truthy(environ.get(c.ENV_MULTI_MODEL)),
+            session_ttl_seconds=session_ttl,
         )
 
 
