@@ -35,6 +35,11 @@ class Settings:
     file_roots: tuple[Path, ...] = ()
     # DOCKER_HOST of the environment sagehost was started in (the CLI reads it).
     docker_host: str | None = None
+    # Multi-model endpoints, where the endpoint config sets no budget: the memory each instance
+    # may fill with loaded models (charged with their extracted size), and the disk each
+    # multi-model variant may fill with downloaded models, in MiB.
+    mme_memory_mb: float = 2048.0
+    mme_disk_mb: float = 10240.0
 
     def is_loopback(self) -> bool:
         return host_is_loopback(self.host)

@@ -33,6 +33,8 @@ from sagehost.core.ports import Account, CredentialStore
 from sagehost.gateway.app import Gateway
 from sagehost.gateway.auth import Authenticator
 from sagehost.invoke.for_jobs import EndpointModels
+from sagehost.invoke.multimodel import model_hosts
+from sagehost.invoke.observers import CallObservers
 from sagehost.invoke.service import Invoker
 from sagehost.jobs.runner import JobRunner
 from sagehost.jobs.service import AsyncInference
@@ -46,6 +48,7 @@ from sagehost.storage.credentials import (
     load_credentials,
 )
 from sagehost.storage.jobs import SqliteJobStore
+from sagehost.storage.model_files import ModelFileStore
 from sagehost.storage.notify import TopicNotifier
 from sagehost.storage.objects import UrlObjectStore
 from sagehost.workers.pool import ProcessWorkerPool
@@ -73,11 +76,14 @@ class App:
     accounts: tuple[Account, ...]
     runner: JobRunner
     jobs_store: SqliteJobStore
+    observers: CallObservers | None = None
 
     async def close(self) -> None:
         # Jobs in flight are abandoned, not lost: they are run again after the next start.
         await self.runner.stop()
         await self.control.endpoints.shutdown()
+        if self.observers is not None:
+            await self.observers.close()  # writes out the data captured so far
         await self.pool.shutdown()
         await self.jobs_store.close()
         self.catalog.close()
@@ -129,24 +135,40 @@ def build(settings: Settings) -> App:
         clock=clock,
     )
     directory = EndpointDirectory()
+    # file:// locations come from callers (async inputs and results, data capture): with several
+    # accounts they are confined to the configured roots (none by default), so no account reads
+    # or writes the server's files.
+    objects = UrlObjectStore(
+        file_roots=list(settings.file_roots)
+        if settings.credentials_file is not None or settings.file_roots
+        else None
+    )
+    observers = CallObservers(objects, clock)
     control = ControlPlane(
         catalog,
         clock,
         directory,
-        Deployer(pool, DeploySettings(startup_timeout_s=settings.startup_timeout_s)),
+        Deployer(
+            pool,
+            DeploySettings(
+                startup_timeout_s=settings.startup_timeout_s,
+                mme_memory_mb=settings.mme_memory_mb,
+                mme_disk_mb=settings.mme_disk_mb,
+                model_hosts=model_hosts(
+                    ModelFileStore(data_dir / "multimodel").cache,
+                    clock,
+                    instance_wait_s=settings.instance_wait_s,
+                ),
+            ),
+        ),
         settle_s=settings.describe_settle_s,
+        observers=observers,
     )
     invoker = Invoker(directory, clock, instance_wait_s=settings.instance_wait_s)
     jobs_store = SqliteJobStore(data_dir / "jobs.sqlite3")
     runner = JobRunner(
         store=jobs_store,
-        # file:// inputs come from callers: with several accounts they are confined to the
-        # configured roots (none by default), so no account reads the server's files.
-        objects=UrlObjectStore(
-            file_roots=list(settings.file_roots)
-            if settings.credentials_file is not None or settings.file_roots
-            else None
-        ),
+        objects=objects,
         notifier=TopicNotifier(),
         models=EndpointModels(directory, invoker),
         directory=directory,
@@ -173,7 +195,7 @@ def build(settings: Settings) -> App:
         stream_limit_s=settings.stream_limit_s,
         default_region=settings.region,
     )
-    return App(settings, gateway, control, pool, catalog, accounts, runner, jobs_store)
+    return App(settings, gateway, control, pool, catalog, accounts, runner, jobs_store, observers)
 
 
 def demo_model_dir(name: str = "iris") -> Path:

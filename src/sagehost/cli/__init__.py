@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sagehost import __version__
+from sagehost.cli import models
 from sagehost.config import Settings
 
 
@@ -75,7 +76,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a directory file:// async inputs and outputs may use (repeatable)",
     )
+    serve.add_argument(
+        "--mme-memory-mb",
+        type=models.positive_mib,
+        default=2048.0,
+        metavar="MIB",
+        help="memory each instance of a multi-model endpoint may fill with loaded models, "
+        "charged with their extracted size (default 2048)",
+    )
+    serve.add_argument(
+        "--mme-disk-mb",
+        type=models.positive_mib,
+        default=10240.0,
+        metavar="MIB",
+        help="disk each multi-model variant may fill with downloaded models (default 10240)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    models.add_parser(commands)
     jobs = commands.add_parser("jobs", help="show async inference jobs of a running server")
     jobs.add_argument(
         "--url", default="http://127.0.0.1:8080", help="the server (default %(default)s)"
@@ -124,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "jobs":
         return jobs_command(args)
+    if args.command == "models":
+        return models.run(args)
     settings = Settings(
         host=args.host,
         port=args.port,
@@ -138,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file_roots=tuple(args.file_root),
         log_level=args.log_level,
         docker_host=os.environ.get("DOCKER_HOST"),
+        mme_memory_mb=args.mme_memory_mb,
+        mme_disk_mb=args.mme_disk_mb,
     )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sagehost.core.errors import DeploymentFailed
-from sagehost.core.live import LEAST_OUTSTANDING_REQUESTS, LiveVariant
+from sagehost.control.multi_container import (
+    DIRECT,
+    check_containers,
+    execution_mode,
+    hostnames,
+    is_multi_container,
+    launch_fleets,
+)
+from sagehost.control.multi_model import (
+    is_multi_model,
+    multi_model_container,
+    multi_model_spec,
+)
+from sagehost.core.errors import DeploymentFailed, InvalidRequest
+from sagehost.core.live import LEAST_OUTSTANDING_REQUESTS, LiveContainer, LiveVariant
+from sagehost.core.multimodel import ModelHostFactory
 from sagehost.core.ports import ContainerSpec, FleetSpec, WorkerPool
 
 
@@ -15,6 +29,11 @@ from sagehost.core.ports import ContainerSpec, FleetSpec, WorkerPool
 class DeploySettings:
     startup_timeout_s: float = 240.0  # SageMaker's default health-check budget
     download_timeout_s: float = 600.0
+    # Multi-model variants: budgets (MiB) where the endpoint config sets none, and what builds
+    # their model hosts (server.py wires it; without it multi-model endpoints fail to deploy).
+    mme_memory_mb: float = 2048.0  # per instance
+    mme_disk_mb: float = 10240.0  # per variant
+    model_hosts: ModelHostFactory | None = None
 
 
 def model_containers(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,8 +67,11 @@ class Deployer:
         key: str,
         variants: list[dict[str, Any]],
         models: dict[str, dict[str, Any]],
+        *,
+        tags: list[dict[str, Any]] | None = None,
     ) -> tuple[LiveVariant, ...]:
-        """Start every variant's fleets and wait until all are healthy.
+        """Start every variant's fleets and wait until all are healthy. ``tags`` are the
+        endpoint config's (sagehost's own tags tune some variants, e.g. multi-model budgets).
 
         Variants that name no model (an endpoint for inference components) run nothing here.
         On any failure the fleets already started are stopped, so a failed deployment leaves
@@ -62,7 +84,9 @@ class Deployer:
                     continue
                 model = models[variant["ModelName"].lower()]
                 live.append(
-                    await self.launch(f"{key}-{variant['VariantName'].lower()}", variant, model)
+                    await self.launch(
+                        f"{key}-{variant['VariantName'].lower()}", variant, model, tags=tags
+                    )
                 )
             await asyncio.gather(
                 *(fleet.wait_ready() for serving in live for fleet in serving.fleets())
@@ -72,19 +96,69 @@ class Deployer:
             raise
         return tuple(live)
 
-    async def launch(self, key: str, variant: dict[str, Any], model: dict[str, Any]) -> LiveVariant:
+    async def launch(
+        self,
+        key: str,
+        variant: dict[str, Any],
+        model: dict[str, Any],
+        *,
+        tags: list[dict[str, Any]] | None = None,
+    ) -> LiveVariant:
         """Start the fleets of one variant (``VariantName``, ``InitialInstanceCount``, …) of
         ``model``, without waiting for them to be ready."""
         containers = model_containers(model)
-        if len(containers) > 1:
-            raise DeploymentFailed(
-                f"Model {model['ModelName']} has {len(containers)} containers; "
-                "multi-container endpoints are not supported by this sagehost version."
+        if is_multi_container(model):
+            try:
+                check_containers(model)  # for models stored before CreateModel checked
+            except InvalidRequest as error:
+                raise DeploymentFailed(error.message) from None
+            specs = [
+                self.fleet_spec(
+                    f"{key}-{hostname.lower()}",
+                    variant,
+                    replace(container_spec(model, container), hostname=hostname),
+                )
+                for container, hostname in zip(containers, hostnames(model), strict=True)
+            ]
+            fleets = await launch_fleets(self._pool, specs)
+            return LiveVariant(
+                name=variant["VariantName"],
+                weight=float(variant.get("InitialVariantWeight", 1.0)),
+                fleet=fleets[0],
+                container=specs[0].container.hostname,
+                routing=routing_strategy(variant),
+                containers=tuple(
+                    LiveContainer(spec.container.hostname, fleet)
+                    for spec, fleet in zip(specs, fleets, strict=True)
+                ),
+                direct=execution_mode(model) == DIRECT,
             )
-        if containers[0].get("Mode") == "MultiModel":
-            raise DeploymentFailed(
-                f"Model {model['ModelName']} is a multi-model container; "
-                "multi-model endpoints are not supported by this sagehost version."
+        if is_multi_model(containers[0]):
+            if self._settings.model_hosts is None:
+                raise DeploymentFailed(
+                    f"Model {model['ModelName']} is a multi-model container, and this server "
+                    "was built without multi-model support."
+                )
+            defined = container_spec(model, containers[0])
+            spec = self.fleet_spec(key, variant, multi_model_container(model, defined))
+            fleet = await self._pool.launch(spec)
+            return LiveVariant(
+                name=variant["VariantName"],
+                weight=float(variant.get("InitialVariantWeight", 1.0)),
+                fleet=fleet,
+                container=spec.container.hostname,
+                routing=routing_strategy(variant),
+                models=self._settings.model_hosts(
+                    multi_model_spec(
+                        key,
+                        containers[0],
+                        defined,
+                        memory_mb=self._settings.mme_memory_mb,
+                        disk_mb=self._settings.mme_disk_mb,
+                        tags=tags,
+                    ),
+                    fleet,
+                ),
             )
         spec = self.fleet_spec(key, variant, container_spec(model, containers[0]))
         fleet = await self._pool.launch(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sagehost.control.context import Store, public
@@ -14,6 +15,11 @@ from sagehost.core.resources import Kind, arn
 # deployed from it (AWS fixes it at 60 s and has no field for it).
 TIMEOUT_TAG = "sagehost:invocation-timeout-seconds"
 MAX_TIMEOUT_S = 3600
+# sagehost extension: the Accept header sent to every container of a Serial inference pipeline
+# but the last (§7.4 leaves it open): "client" (the default) forwards the caller's Accept,
+# "none" sends none, and a media type is sent as is.
+PIPELINE_ACCEPT_TAG = "sagehost:pipeline-accept"
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 
 
 class EndpointConfigs:
@@ -30,14 +36,20 @@ class EndpointConfigs:
                 raise InvalidRequest(f"Duplicate VariantName {vname} in ProductionVariants.")
             seen.add(vname.lower())
             variant.setdefault("InitialVariantWeight", 1.0)
-            if "ModelName" not in variant:
+            # Variants without a model make an endpoint for inference components (§7.5); one
+            # endpoint cannot be both.
+            if ("ModelName" in variant) != ("ModelName" in variants[0]):
                 raise InvalidRequest(
-                    f"Variant {vname} has no ModelName; inference-component endpoints are not supported yet."
+                    "Either every production variant names a ModelName or none does "
+                    "(an endpoint that hosts inference components)."
                 )
-            self._store.get(caller, Kind.MODEL, variant["ModelName"])
+            if "ModelName" in variant:
+                self._store.get(caller, Kind.MODEL, variant["ModelName"])
             if "InitialInstanceCount" not in variant and "ServerlessConfig" not in variant:
                 raise InvalidRequest(f"Variant {vname} needs an InitialInstanceCount.")
         invocation_timeout(params.get("Tags") or [])  # validate early
+        pipeline_accept(params.get("Tags") or [])
+        multi_model_budgets(params.get("Tags") or [])
         config_arn = arn(caller.region, caller.account, Kind.ENDPOINT_CONFIG, name)
         record = {
             **{k: v for k, v in params.items() if k != "Tags"},
@@ -90,3 +102,45 @@ def invocation_timeout(tags: list[dict[str, Any]], default: float = 60.0) -> flo
                 )
             return value
     return default
+
+
+def pipeline_accept(tags: list[dict[str, Any]]) -> str | None:
+    """The ``sagehost:pipeline-accept`` tag as ``LiveEndpoint.pipeline_accept``: None forwards
+    the caller's Accept, "" sends none, anything else is the media type to send."""
+    for tag in tags:
+        if tag.get("Key") == PIPELINE_ACCEPT_TAG:
+            value = str(tag.get("Value", "")).strip()
+            if value == "client":
+                return None
+            if value == "none":
+                return ""
+            if not _MEDIA_TYPE.fullmatch(value):
+                raise InvalidRequest(
+                    f'Tag {PIPELINE_ACCEPT_TAG} must be "client", "none" or a media type '
+                    f'such as "text/csv", not "{value}".'
+                )
+            return value
+    return None
+
+
+# sagehost extension: budgets of the multi-model variants of endpoints deployed from a config,
+# in MiB, overriding the `sagehost serve --mme-memory-mb/--mme-disk-mb` defaults.
+MME_MEMORY_TAG = "sagehost:mme-memory-mb"
+MME_DISK_TAG = "sagehost:mme-disk-mb"
+MAX_BUDGET_MB = 1 << 30
+
+
+def multi_model_budgets(tags: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """The ``sagehost:mme-memory-mb`` and ``sagehost:mme-disk-mb`` tags (None where unset)."""
+    found: dict[str, float] = {}
+    for tag in tags:
+        key = tag.get("Key")
+        if key in (MME_MEMORY_TAG, MME_DISK_TAG):
+            try:
+                value = float(tag.get("Value", ""))
+            except ValueError:
+                value = -1.0
+            if not 0 < value <= MAX_BUDGET_MB:
+                raise InvalidRequest(f"Tag {key} must be a number of MiB above 0.")
+            found[str(key)] = value
+    return found.get(MME_MEMORY_TAG), found.get(MME_DISK_TAG)

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from sagehost.control.component_specs import hosts_components
 from sagehost.control.context import Store, public
 from sagehost.control.deployer import Deployer
-from sagehost.control.endpoint_configs import invocation_timeout
+from sagehost.control.endpoint_configs import invocation_timeout, pipeline_accept
+from sagehost.control.inference_components import InferenceComponents
 from sagehost.control.listing import page
+from sagehost.control.shifting import NewFleetUnhealthy, roll_back, shift_traffic
+from sagehost.control.traffic import capacity_of, deployment_config, schedule, shadow_sampling
 from sagehost.core.endpoint_states import (
     IN_PROGRESS,
     EndpointEvent,
@@ -24,7 +30,13 @@ from sagehost.core.endpoint_states import (
 )
 from sagehost.core.errors import DeploymentFailed, InvalidRequest, ResourceConflict
 from sagehost.core.invocation import Caller
-from sagehost.core.live import EndpointDirectory, LiveEndpoint, LiveVariant
+from sagehost.core.live import (
+    CallObserver,
+    EndpointDirectory,
+    LiveEndpoint,
+    LiveVariant,
+    ObserverFactory,
+)
 from sagehost.core.resources import Kind, arn
 
 log = logging.getLogger("sagehost.control")
@@ -42,13 +54,19 @@ class Endpoints:
         deployer: Deployer,
         *,
         settle_s: float = 20.0,
+        observers: ObserverFactory | None = None,
+        components: InferenceComponents | None = None,
     ) -> None:
         self._store = store
+        self._components = components
         self._directory = directory
         self._deployer = deployer
         self._settle_s = settle_s
+        self._observers = observers
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Future[Any]] = set()
+        # Each endpoint's call observers, kept here too so a delete can close them.
+        self._observing: dict[tuple[str, str], tuple[CallObserver, ...]] = {}
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -78,7 +96,9 @@ class Endpoints:
             name=name,
             region=caller.region,
             status=S.CREATING,
+            component_based=hosts_components(config),
             invocation_timeout_s=invocation_timeout(config.get("Tags") or []),
+            pipeline_accept=pipeline_accept(config.get("Tags") or []),
             async_inference="AsyncInferenceConfig" in config,
             async_config=config.get("AsyncInferenceConfig"),
         )
@@ -126,12 +146,14 @@ class Endpoints:
         name = params["EndpointName"]
         record = self._store.get(caller, Kind.ENDPOINT, name)
         config, models = self._snapshot(caller, params["EndpointConfigName"])
+        deployment = deployment_config(params, record, config)
         self._transition(caller.account, record, E.UPDATE)
         record["_pending"] = {
             "EndpointConfigName": config["EndpointConfigName"],
             "StartTime": self._store.now(),
             "_config": config,
             "_models": models,
+            "_deployment": deployment,
         }
         self._save(caller.account, record)
         self._start(caller.account, name, self._deploy_update(caller.account, name))
@@ -171,6 +193,8 @@ class Endpoints:
     async def delete(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         name = params["EndpointName"]
         record = self._store.get(caller, Kind.ENDPOINT, name)
+        if self._components is not None:
+            self._components.check_endpoint_deletable(caller, name, record["EndpointArn"])
         self._transition(caller.account, record, E.DELETE)
         live = self._directory.get(caller.account, name)
         self._directory.remove(caller.account, name)
@@ -194,7 +218,9 @@ class Endpoints:
                 name=name,
                 region=record["_region"],
                 status=status,
+                component_based=hosts_components(record["_config"]),
                 invocation_timeout_s=invocation_timeout(record["_config"].get("Tags") or []),
+                pipeline_accept=pipeline_accept(record["_config"].get("Tags") or []),
                 async_inference="AsyncInferenceConfig" in record["_config"],
                 async_config=record["_config"].get("AsyncInferenceConfig"),
             )
@@ -204,8 +230,12 @@ class Endpoints:
             except IllegalTransition:
                 continue  # Failed or OutOfService: nothing to run
             self._start(account, name, self._deploy_new(account, name))
+        if self._components is not None:
+            await self._components.restore()  # their endpoints are in the routing table now
 
     async def shutdown(self) -> None:
+        if self._components is not None:
+            await self._components.shutdown()
         tasks: list[asyncio.Future[Any]] = [*self._tasks.values(), *self._retiring]
         for task in tasks:
             task.cancel()
@@ -229,14 +259,32 @@ class Endpoints:
         generation: int,
         snapshot: dict[str, Any],
         failed: EndpointEvent,
-    ) -> tuple[LiveVariant, ...] | None:
-        """Deploy a config snapshot; on failure record ``failed`` and return None."""
+    ) -> _Fleets | None:
+        """Deploy a config snapshot's production and shadow variants; on failure record
+        ``failed`` and return None (nothing is left running)."""
+        config = snapshot["_config"]
+        key = f"{account}-{name.lower()}-g{generation}"
         try:
-            return await self._deployer.deploy(
-                f"{account}-{name.lower()}-g{generation}",
-                snapshot["_config"]["ProductionVariants"],
-                snapshot["_models"],
+            shadows = self._shadow_variants(account, snapshot)
+            outcomes = await asyncio.gather(
+                self._deployer.deploy(
+                    key, config["ProductionVariants"], snapshot["_models"], tags=config.get("Tags")
+                ),
+                self._deployer.deploy(
+                    f"{key}-shadow", shadows, snapshot["_models"], tags=config.get("Tags")
+                ),
+                return_exceptions=True,
             )
+            started = [o for o in outcomes if isinstance(o, tuple)]
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    await _stop_all(v for group in started for v in group)
+                    raise outcome
+            variants, shadow_fleets = started
+            for shadow in shadow_fleets:
+                spec = next(s for s in shadows if s["VariantName"] == shadow.name)
+                shadow.sampling = shadow_sampling(spec, config["ProductionVariants"])
+            return _Fleets(variants, shadow_fleets)
         except DeploymentFailed as failure:
             self._fail(account, name, failed, failure.message)
         except Exception as error:
@@ -244,33 +292,82 @@ class Endpoints:
             self._fail(account, name, failed, f"Internal error while deploying: {error}")
         return None
 
+    def _shadow_variants(self, account: str, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        """The config's ShadowProductionVariants, their models added to the snapshot (and kept
+        in it, so DescribeEndpoint and a restart see them) the first time it is deployed."""
+        shadows = list(snapshot["_config"].get("ShadowProductionVariants") or [])
+        models = snapshot["_models"]
+        for shadow in shadows:
+            model_name = shadow.get("ModelName")
+            if not model_name:
+                raise DeploymentFailed(f"Shadow variant {shadow['VariantName']} names no model.")
+            if model_name.lower() not in models:
+                model = self._store.catalog.get(account, Kind.MODEL.value, model_name)
+                if model is None:
+                    raise DeploymentFailed(
+                        f"Could not find model {model_name} of shadow variant "
+                        f"{shadow['VariantName']}."
+                    )
+                models[model_name.lower()] = model
+        return shadows
+
     async def _deploy_new(self, account: str, name: str) -> None:
         record = self._record(account, name)
-        variants = await self._fleets(account, name, record["_generation"], record, E.DEPLOY_FAILED)
-        if variants is None:
+        fleets = await self._fleets(account, name, record["_generation"], record, E.DEPLOY_FAILED)
+        if fleets is None:
             return
+        models = record["_models"]  # with the shadows' models the deployment added
         record = self._record(account, name)
+        record["_models"] = models
         live = self._directory.get(account, name)
         if live is not None:
-            live.set_variants(variants)
+            live.set_variants(fleets.variants)
+            self._observe(live, record["_config"], fleets.shadows)
         record.pop("FailureReason", None)
         self._transition(account, record, E.DEPLOYED)
 
     async def _deploy_update(self, account: str, name: str) -> None:
+        """Blue/green: start the new fleets, move the traffic to them by the DeploymentConfig's
+        steps, then retire the old ones. Any failure before the end leaves the old fleets
+        serving the old config."""
         record = self._record(account, name)
         pending = record["_pending"]
         generation = record["_generation"] + 1
-        variants = await self._fleets(account, name, generation, pending, E.UPDATE_FAILED)
-        if variants is None:
-            return
+        plan = schedule(
+            pending.get("_deployment"), capacity_of(pending["_config"]["ProductionVariants"])
+        )
         live = self._directory.get(account, name)
-        old: tuple[LiveVariant, ...] = ()
+        old: tuple[LiveVariant, ...] = live.variants if live is not None else ()
+        fleets: _Fleets | None = None
+        try:
+            async with asyncio.timeout(plan.timeout_s):
+                fleets = await self._fleets(account, name, generation, pending, E.UPDATE_FAILED)
+                if fleets is None:
+                    return
+                if live is not None:
+                    await shift_traffic(live, fleets.variants, plan)
+        except (TimeoutError, NewFleetUnhealthy) as failure:
+            if fleets is not None:
+                self._roll_back(live, old, fleets)
+            reason = (
+                str(failure)
+                if isinstance(failure, NewFleetUnhealthy)
+                else f"The update did not finish within MaximumExecutionTimeoutInSeconds "
+                f"({plan.timeout_s:g} s)"
+            )
+            self._fail(
+                account, name, E.UPDATE_FAILED, f"{reason}; the previous configuration is serving."
+            )
+            return
+        retired: list[LiveVariant] = list(old)
         if live is not None:
-            old = live.variants
-            live.set_variants(variants)
             live.invocation_timeout_s = invocation_timeout(pending["_config"].get("Tags") or [])
             live.async_inference = "AsyncInferenceConfig" in pending["_config"]
             live.async_config = pending["_config"].get("AsyncInferenceConfig")
+            live.component_based = hosts_components(pending["_config"])
+            retired.extend(self._observe(live, pending["_config"], fleets.shadows))
+        else:
+            retired.extend(fleets.shadows)
         record = self._record(account, name)
         record.pop("_pending", None)
         record.pop("FailureReason", None)
@@ -278,19 +375,56 @@ class Endpoints:
         record["_config"] = pending["_config"]
         record["_models"] = pending["_models"]
         record["EndpointConfigName"] = pending["EndpointConfigName"]
+        if pending.get("_deployment"):
+            record["LastDeploymentConfig"] = pending["_deployment"]
         self._transition(account, record, E.UPDATE_DONE)
         # Calls already routed to the old fleet finish first: Fleet.stop drains before signalling.
         # That drain runs on its own so DescribeEndpoint does not wait for it.
-        retire: asyncio.Future[Any] = asyncio.gather(
-            *(v.stop() for v in old), return_exceptions=True
-        )
-        self._retiring.add(retire)
-        retire.add_done_callback(self._retiring.discard)
+        self._retire(retired, plan.termination_wait_s)
+
+    def _roll_back(
+        self, live: LiveEndpoint | None, old: tuple[LiveVariant, ...], fleets: _Fleets
+    ) -> None:
+        """Give the traffic back to the old variants at once; the new fleets drain and stop
+        in the background."""
+        if live is not None:
+            roll_back(live, old)
+        self._retire([*fleets.variants, *fleets.shadows])
+
+    def _observe(
+        self, live: LiveEndpoint, config: dict[str, Any], shadows: tuple[LiveVariant, ...]
+    ) -> list[LiveVariant]:
+        """Install the shadows and the call observers of ``config``; the ones they replace
+        are closed in the background. Returns the shadow variants replaced, to retire."""
+        replaced, closing = list(live.shadows), live.observers
+        live.shadows = shadows
+        live.observers = self._observers.build(live, config, shadows) if self._observers else ()
+        self._observing[(live.account, live.name.lower())] = live.observers
+        self._background(asyncio.gather(*(o.close() for o in closing), return_exceptions=True))
+        return replaced
+
+    def _retire(self, variants: list[LiveVariant], delay_s: float = 0.0) -> None:
+        """Stop ``variants`` in the background after ``delay_s`` (TerminationWaitInSeconds)."""
+
+        async def retire() -> None:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            await _stop_all(variants)
+
+        if variants:
+            self._background(retire())
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        future = asyncio.ensure_future(work)
+        self._retiring.add(future)
+        future.add_done_callback(self._retiring.discard)
 
     async def _finish_delete(
         self, account: str, record: dict[str, Any], serving: list[LiveVariant]
     ) -> None:
-        await asyncio.gather(*(variant.stop() for variant in serving), return_exceptions=True)
+        observers = self._observing.pop((account, record["EndpointName"].lower()), ())
+        await asyncio.gather(*(o.close() for o in observers), return_exceptions=True)
+        await _stop_all(serving)
         self._store.catalog.delete(account, Kind.ENDPOINT.value, record["EndpointName"])
 
     def _fail(self, account: str, name: str, event: EndpointEvent, reason: str) -> None:
@@ -334,8 +468,9 @@ class Endpoints:
         config = self._store.get(caller, Kind.ENDPOINT_CONFIG, config_name)
         models: dict[str, dict[str, Any]] = {}
         for variant in config["ProductionVariants"]:
-            model_name = variant["ModelName"]
-            models[model_name.lower()] = self._store.get(caller, Kind.MODEL, model_name)
+            model_name = variant.get("ModelName")
+            if model_name:  # variants for inference components name none
+                models[model_name.lower()] = self._store.get(caller, Kind.MODEL, model_name)
         return config, models
 
     def _describe(self, account: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +479,7 @@ class Endpoints:
         live = self._directory.get(account, record["EndpointName"])
         ready: dict[str, int] = {}
         if live is not None:
-            for variant in live.variants:
+            for variant in (*live.variants, *live.shadows):
                 ready[variant.name] = min(
                     sum(1 for i in fleet.instances if i.ready) for fleet in variant.fleets()
                 )
@@ -352,12 +487,14 @@ class Endpoints:
             _variant_summary(v, record["_models"], ready.get(v["VariantName"]), record)
             for v in config["ProductionVariants"]
         ]
-        for key in ("DataCaptureConfig", "AsyncInferenceConfig", "ExplainerConfig"):
+        for key in ("AsyncInferenceConfig", "ExplainerConfig"):
             if key in config:
                 out[key] = config[key]
+        if "DataCaptureConfig" in config:
+            out["DataCaptureConfig"] = _capture_summary(config["DataCaptureConfig"])
         if "ShadowProductionVariants" in config:
             out["ShadowProductionVariants"] = [
-                _variant_summary(v, record["_models"], None, record)
+                _variant_summary(v, record["_models"], ready.get(v["VariantName"]), record)
                 for v in config["ShadowProductionVariants"]
                 if v["ModelName"].lower() in record["_models"]
             ]
@@ -379,12 +516,27 @@ class Endpoints:
         return out
 
 
+def _capture_summary(capture: dict[str, Any]) -> dict[str, Any]:
+    """DescribeEndpoint reports the capture settings in force (DataCaptureConfigSummary)."""
+    enabled = bool(capture.get("EnableCapture", True))
+    summary: dict[str, Any] = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": int(capture.get("InitialSamplingPercentage", 0)),
+        "DestinationS3Uri": capture.get("DestinationS3Uri", ""),
+        "KmsKeyId": capture.get("KmsKeyId", ""),
+    }
+    return summary
+
+
 def _variant_summary(
     variant: dict[str, Any],
     models: dict[str, dict[str, Any]],
     ready: int | None,
     record: dict[str, Any],
 ) -> dict[str, Any]:
+    if not variant.get("ModelName"):
+        return _component_variant_summary(variant, record)
     model = models.get(variant["ModelName"].lower(), {})
     containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
     weight = float(variant.get("InitialVariantWeight", 1.0))
@@ -407,3 +559,34 @@ def _variant_summary(
     if "RoutingConfig" in variant:
         summary["RoutingConfig"] = variant["RoutingConfig"]
     return summary
+
+
+def _component_variant_summary(variant: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A variant that hosts inference components: it deploys no image, and its instances are
+    nominal (each component's copies are its own worker processes), counted once it serves."""
+    weight = float(variant.get("InitialVariantWeight", 1.0))
+    desired = int(variant.get("InitialInstanceCount") or 1)
+    serving = record["EndpointStatus"] in (S.IN_SERVICE, S.UPDATING, S.SYSTEM_UPDATING)
+    summary: dict[str, Any] = {
+        "VariantName": variant["VariantName"],
+        "CurrentWeight": weight,
+        "DesiredWeight": weight,
+        "CurrentInstanceCount": desired if serving else 0,
+        "DesiredInstanceCount": desired,
+    }
+    for key in ("ManagedInstanceScaling", "RoutingConfig"):
+        if key in variant:
+            summary[key] = variant[key]
+    return summary
+
+
+@dataclass(frozen=True)
+class _Fleets:
+    """What one deployment started: the production variants and the shadow variants."""
+
+    variants: tuple[LiveVariant, ...]
+    shadows: tuple[LiveVariant, ...]
+
+
+async def _stop_all(variants: Iterable[LiveVariant]) -> None:
+    await asyncio.gather(*(variant.stop() for variant in variants), return_exceptions=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from sagehost.control.context import Store, public
 from sagehost.control.listing import page
+from sagehost.control.multi_container import check_containers
 from sagehost.core.errors import InvalidRequest
 from sagehost.core.invocation import Caller
 from sagehost.core.resources import Kind, arn
@@ -25,6 +26,7 @@ class Models:
             raise InvalidRequest("Exactly one of PrimaryContainer or Containers must be specified.")
         if containers is not None and not 1 <= len(containers) <= MAX_CONTAINERS:
             raise InvalidRequest(f"Containers must hold between 1 and {MAX_CONTAINERS} containers.")
+        check_containers(params)
         model_arn = arn(caller.region, caller.account, Kind.MODEL, name)
         record = {
             **{k: v for k, v in params.items() if k != "Tags"},

@@ -10,11 +10,12 @@ from sagehost.control.context import Store
 from sagehost.control.deployer import Deployer
 from sagehost.control.endpoint_configs import EndpointConfigs
 from sagehost.control.endpoints import Endpoints
+from sagehost.control.inference_components import InferenceComponents
 from sagehost.control.models import Models
 from sagehost.control.tags import Tags
 from sagehost.core.errors import UnknownOperation
 from sagehost.core.invocation import Caller
-from sagehost.core.live import EndpointDirectory
+from sagehost.core.live import EndpointDirectory, ObserverFactory
 from sagehost.core.ports import Catalog, Clock
 
 Handler = Callable[[Caller, dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]
@@ -29,11 +30,22 @@ class ControlPlane:
         deployer: Deployer,
         *,
         settle_s: float = 20.0,
+        observers: ObserverFactory | None = None,
     ) -> None:
         store = Store(catalog, clock)
         self.models = Models(store)
         self.endpoint_configs = EndpointConfigs(store)
-        self.endpoints = Endpoints(store, directory, deployer, settle_s=settle_s)
+        self.inference_components = InferenceComponents(
+            store, directory, deployer, settle_s=settle_s
+        )
+        self.endpoints = Endpoints(
+            store,
+            directory,
+            deployer,
+            settle_s=settle_s,
+            observers=observers,
+            components=self.inference_components,
+        )
         self.tags = Tags(store)
         self._handlers: dict[str, Handler] = {
             "CreateModel": self.models.create,
@@ -50,6 +62,14 @@ class ControlPlane:
             "DeleteEndpoint": self.endpoints.delete,
             "UpdateEndpoint": self.endpoints.update,
             "UpdateEndpointWeightsAndCapacities": self.endpoints.update_weights,
+            "CreateInferenceComponent": self.inference_components.create,
+            "DescribeInferenceComponent": self.inference_components.describe,
+            "ListInferenceComponents": self.inference_components.list_components,
+            "UpdateInferenceComponent": self.inference_components.update,
+            "UpdateInferenceComponentRuntimeConfig": (
+                self.inference_components.update_runtime_config
+            ),
+            "DeleteInferenceComponent": self.inference_components.delete,
             "AddTags": self.tags.add,
             "ListTags": self.tags.list_tags,
             "DeleteTags": self.tags.delete,

@@ -57,8 +57,13 @@ class Tags:
         return {}
 
 
+_NAME_FIELDS = {
+    Kind.MODEL: "ModelName",
+    Kind.ENDPOINT_CONFIG: "EndpointConfigName",
+    Kind.ENDPOINT: "EndpointName",
+    Kind.INFERENCE_COMPONENT: "InferenceComponentName",
+}
+
+
 def _name(kind: Kind, record: dict[str, Any]) -> str:
-    key = {Kind.MODEL: "ModelName", Kind.ENDPOINT_CONFIG: "EndpointConfigName"}.get(
-        kind, "EndpointName"
-    )
-    return str(record[key])
+    return str(record[_NAME_FIELDS[kind]])

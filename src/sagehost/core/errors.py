@@ -11,6 +11,7 @@ Tree::
     ├── UnknownOperation            an X-Amz-Target we do not serve
     ├── ModelFailed                 the container answered non-2xx, timed out or broke
     ├── ModelStreamFailed           a response stream broke after its first byte
+    ├── ModelNotReady               the model is being brought up; retry soon (429)
     ├── NoHealthyInstance           nothing can take the call right now (503)
     ├── DependencyFailed            model storage or another dependency failed (530)
     ├── DeploymentFailed            a fleet did not become healthy (never reaches a client)
@@ -86,6 +87,11 @@ class ModelStreamFailed(SagehostError):
     def __init__(self, message: str, error_code: str) -> None:
         super().__init__(message)
         self.error_code = error_code
+
+
+class ModelNotReady(SagehostError):
+    """The model cannot take the call yet but is being brought up (an inference component
+    scaling up from zero copies, a multi-model load still running): the caller may retry."""
 
 
 class NoHealthyInstance(SagehostError):

@@ -37,6 +37,21 @@ class CallObserver(Protocol):
         """Must return at once: any slow work goes to a background task of its own."""
         ...
 
+    async def close(self) -> None:
+        """Finish or drop the background work; calls observed afterwards are ignored."""
+        ...
+
+
+class ObserverFactory(Protocol):
+    """Builds the observers an endpoint config asks for (``invoke`` implements it; ``control``
+    calls it on every deployment)."""
+
+    def build(
+        self, endpoint: LiveEndpoint, config: dict[str, Any], shadows: tuple[LiveVariant, ...]
+    ) -> tuple[CallObserver, ...]:
+        """Observers for ``config`` (DataCaptureConfig) and its running ``shadows``."""
+        ...
+
 
 @dataclass(slots=True)
 class LiveContainer:
@@ -89,6 +104,19 @@ class LiveComponent:
 
 
 @dataclass(slots=True)
+class TrafficShift:
+    """A blue/green update in progress: ``fraction`` of the untargeted calls go to the endpoint's
+    (new) ``variants``, the rest to the ``old`` ones."""
+
+    old: tuple[LiveVariant, ...]
+    fraction: float
+    total_weight: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.total_weight = sum(v.weight for v in self.old)
+
+
+@dataclass(slots=True)
 class LiveEndpoint:
     account: str
     name: str
@@ -96,6 +124,9 @@ class LiveEndpoint:
     status: EndpointStatus
     variants: tuple[LiveVariant, ...] = ()
     invocation_timeout_s: float = 60.0
+    # Serial pipelines: the Accept sent to every container but the last (the config tag
+    # sagehost:pipeline-accept); None forwards the caller's, "" sends none.
+    pipeline_accept: str | None = None
     async_inference: bool = False
     # The endpoint config's AsyncInferenceConfig, when it has one.
     async_config: dict[str, Any] | None = None
@@ -107,6 +138,8 @@ class LiveEndpoint:
     shadows: tuple[LiveVariant, ...] = ()
     # Run after each successful real-time call; set by the control plane from the config.
     observers: tuple[CallObserver, ...] = ()
+    # Set while an update moves traffic from the old variants to ``variants`` in steps.
+    shift: TrafficShift | None = None
 
     def set_variants(self, variants: tuple[LiveVariant, ...]) -> None:
         """Swap the serving variants in one step, so no call ever sees a half-built table."""

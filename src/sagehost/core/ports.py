@@ -129,6 +129,13 @@ class Fleet(Protocol):
         """Stop every instance, letting in-flight calls finish within a bound."""
         ...
 
+    async def scale(self, count: int) -> None:
+        """Grow or shrink to ``count`` instances in place. Added instances start at once
+        (``wait_ready`` says when they serve); removed ones leave ``instances`` first, so no
+        new call reaches them, then finish their calls within the stop bound and stop. Returns
+        once the removed instances have stopped; a stopped fleet ignores it."""
+        ...
+
 
 class WorkerPool(Protocol):
     async def launch(self, spec: FleetSpec) -> Fleet:

@@ -11,6 +11,7 @@ class Kind(StrEnum):
     MODEL = "model"
     ENDPOINT_CONFIG = "endpoint-config"
     ENDPOINT = "endpoint"
+    INFERENCE_COMPONENT = "inference-component"
 
 
 # The words AWS uses for each kind in error messages ("Could not find endpoint configuration ...").
@@ -18,6 +19,7 @@ KIND_WORDS = {
     Kind.MODEL: "model",
     Kind.ENDPOINT_CONFIG: "endpoint configuration",
     Kind.ENDPOINT: "endpoint",
+    Kind.INFERENCE_COMPONENT: "inference component",
 }
 
 

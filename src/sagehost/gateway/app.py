@@ -30,7 +30,9 @@ from sagehost.gateway.http import (
     respond,
 )
 from sagehost.gateway.streaming import send_stream
+from sagehost.invoke.loaded_models import LoadedModels
 from sagehost.invoke.service import Invoker
+from sagehost.invoke.shadow import shadow_report
 from sagehost.invoke.streams import open_stream
 from sagehost.jobs.service import AsyncInference
 from sagehost.protocol import errors as wire
@@ -76,6 +78,8 @@ class Gateway:
         self._own_ops = {
             "SageHost.DescribeAsyncInference": jobs.describe,
             "SageHost.ListAsyncInferences": jobs.list_jobs,
+            "SageHost.DescribeShadowTraffic": shadow_report(invoker.resolve),
+            **LoadedModels(invoker.resolve).operations(),
         }
         self._stream_limit_s = stream_limit_s
         self._default_region = default_region

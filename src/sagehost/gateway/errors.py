@@ -35,6 +35,8 @@ def runtime_error(
                 original_message=error.original_message,
                 log_stream_arn=log_group_arn(region, account, endpoint),
             )
+        case core.ModelNotReady():
+            return wire.model_not_ready(error.message)
         case core.NoHealthyInstance():
             return wire.service_unavailable(error.message)
         case core.DependencyFailed():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sagehost.core.errors import InvalidRequest
 from sagehost.core.invocation import InvokeInput
-from sagehost.core.live import RANDOM, LiveComponent, LiveEndpoint, LiveVariant
+from sagehost.core.live import RANDOM, LiveComponent, LiveEndpoint, LiveVariant, TrafficShift
 from sagehost.core.ports import Instance
 
 
@@ -29,7 +29,19 @@ class Route:
 
 def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Random) -> LiveVariant:
     """TargetVariant wins over weights, even for a variant of weight 0 (§7.1)."""
-    variants = endpoint.variants
+    shift = endpoint.shift
+    if shift is not None:
+        return _during_shift(endpoint, shift, target, rng)
+    return _weighted(endpoint, endpoint.variants, endpoint.total_weight, target, rng)
+
+
+def _weighted(
+    endpoint: LiveEndpoint,
+    variants: tuple[LiveVariant, ...],
+    total: float,
+    target: str | None,
+    rng: random.Random,
+) -> LiveVariant:
     if target is not None:
         for variant in variants:
             if variant.name == target:
@@ -39,7 +51,6 @@ def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Rando
         )
     if len(variants) == 1:
         return variants[0]
-    total = endpoint.total_weight
     if total <= 0:
         raise InvalidRequest(
             f"Endpoint {endpoint.name} of account {endpoint.account} has no variant with a "
@@ -51,6 +62,31 @@ def choose_variant(endpoint: LiveEndpoint, target: str | None, rng: random.Rando
         if point < 0:
             return variant
     return variants[-1]
+
+
+def _during_shift(
+    endpoint: LiveEndpoint, shift: TrafficShift, target: str | None, rng: random.Random
+) -> LiveVariant:
+    """A blue/green update is moving traffic: the call draws the new fleets (the endpoint's
+    variants) with the shift's fraction, else the old ones. A target found on one side only is
+    served there, and a side whose chosen variant has no ready instance yields to the other,
+    so a new fleet that falls over mid-shift costs no call while the update rolls back."""
+    sides = [(endpoint.variants, endpoint.total_weight), (shift.old, shift.total_weight)]
+    if rng.random() >= shift.fraction:
+        sides.reverse()
+    fallback: LiveVariant | None = None
+    for variants, total in sides:
+        if target is not None and all(v.name != target for v in variants):
+            continue
+        if target is None and total <= 0 and len(variants) != 1:
+            continue
+        variant = _weighted(endpoint, variants, total, target, rng)
+        if any(instance.ready for instance in variant.fleet.instances):
+            return variant
+        fallback = fallback or variant
+    if fallback is None:  # neither side can serve it: raise the usual error
+        return _weighted(endpoint, *sides[0], target, rng)
+    return fallback
 
 
 def choose_instance(

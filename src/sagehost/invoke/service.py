@@ -24,7 +24,7 @@ from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse, Inst
 from sagehost.invoke.components import select_component
 from sagehost.invoke.pipelines import call_containers
 from sagehost.invoke.routing import Route, check_targets, choose_instance, choose_variant
-from sagehost.invoke.sessions import SessionTable
+from sagehost.invoke.sessions import SessionTable, new_session_header
 
 # Platform headers forwarded to the container (§8.3); everything else the caller sent is dropped.
 _FORWARD = (
@@ -55,6 +55,16 @@ class Invoker:
         self._max_response_bytes = max_response_bytes
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
         self.sessions = SessionTable(clock)
+
+    @property
+    def rng(self) -> random.Random:
+        """The one random source of routing, shared with the pipeline helpers."""
+        return self._rng
+
+    @property
+    def instance_wait_s(self) -> float:
+        """How long a call waits for a ready instance before ServiceUnavailable."""
+        return self._instance_wait_s
 
     def resolve(self, caller: Caller, name: str, *, asynchronous: bool = False) -> LiveEndpoint:
         endpoint = self._directory.get(caller.account, name)
@@ -130,7 +140,7 @@ class Invoker:
             invoked_variant=route.variant_name,
             content_type=headers_in.get("content-type"),
             custom_attributes=headers_in.get("x-amzn-sagemaker-custom-attributes"),
-            new_session_id=headers_in.get("x-amzn-sagemaker-new-session-id"),
+            new_session_id=new_session_header(request, headers_in),
             closed_session_id=headers_in.get("x-amzn-sagemaker-closed-session-id"),
         )
         for observer in route.endpoint.observers:

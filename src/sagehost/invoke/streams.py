@@ -15,10 +15,12 @@ from sagehost.core.chunks import read_capped
 from sagehost.core.errors import (
     ContainerTimeout,
     ContainerUnreachable,
+    InvalidRequest,
     ModelStreamFailed,
 )
 from sagehost.core.invocation import Caller, InvokeInput, StreamOutput
 from sagehost.core.ports import ContainerRequest
+from sagehost.invoke.pipelines import feed_last, pick_instance
 from sagehost.invoke.service import (
     Invoker,
     connection_failed,
@@ -26,6 +28,7 @@ from sagehost.invoke.service import (
     forwarded_headers,
     timed_out,
 )
+from sagehost.invoke.sessions import NEW_SESSION
 
 # How much of a failed container's error body is read for the error message.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -40,31 +43,49 @@ async def open_stream(
     """Route the call and open the container's stream; leaving the context closes it.
 
     The endpoint's invocation timeout bounds each wait for the next chunk (the first one
-    included); ``stream_limit_s`` bounds the whole stream.
+    included); ``stream_limit_s`` bounds the whole stream. A multi-container model streams
+    the container TargetContainerHostname names (Direct) or its last one (Serial), after the
+    others answered in full: they and the first chunk share the invocation timeout.
     """
+    if request.session_id == NEW_SESSION:
+        raise InvalidRequest(
+            "Sessions cannot be opened by a response stream; call InvokeEndpoint with "
+            f"SessionId {NEW_SESSION} first."
+        )
     route = await invoker.route(caller, request)
     endpoint, variant = route.endpoint, route.variant
-    instance = await invoker.pick(route)
     idle_s = endpoint.invocation_timeout_s
     call = ContainerRequest(
         body=request.body, headers=forwarded_headers(request), timeout_s=stream_limit_s
     )
+    loop = asyncio.get_running_loop()
+    if variant.containers:
+        deadline = loop.time() + idle_s
+        target, call = await feed_last(invoker, route, request, call, deadline)
+        instance = await pick_instance(invoker, route, target, deadline)
+        container = target.hostname
+    else:
+        instance = await invoker.pick(route)
+        deadline = loop.time() + idle_s
+        container = variant.container
     async with AsyncExitStack() as stack:
         try:
-            async with asyncio.timeout(idle_s):
+            async with asyncio.timeout_at(deadline):
                 stream = await stack.enter_async_context(instance.invoke_stream(call))
                 if not 200 <= stream.status < 300:
                     body = await read_capped(stream.chunks, ERROR_BODY_LIMIT)
-                    raise container_error(variant.container, endpoint.name, stream.status, body)
+                    raise container_error(container, endpoint.name, stream.status, body)
                 first = await anext(stream.chunks, None)
         except (TimeoutError, ContainerTimeout):
-            raise timed_out(variant.container) from None
+            raise timed_out(container) from None
         except ContainerUnreachable as error:
-            raise connection_failed(variant.container, endpoint.name, error) from None
+            raise connection_failed(container, endpoint.name, error) from None
+        if route.instance is not None:
+            invoker.sessions.observe(route, request, instance, stream.headers)
         yield StreamOutput(
             invoked_variant=route.variant_name,
             first=first,
-            rest=_rest(stream.chunks, idle_s, stream_limit_s, variant.container)
+            rest=_rest(stream.chunks, idle_s, stream_limit_s, container)
             if first is not None
             else _empty(),
             content_type=stream.headers.get("content-type"),

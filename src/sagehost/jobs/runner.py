@@ -20,6 +20,8 @@ from sagehost.core.errors import (
     ContainerTimeout,
     ContainerUnreachable,
     DependencyFailed,
+    InvalidRequest,
+    ModelFailed,
     NoHealthyInstance,
     SagehostError,
 )
@@ -231,6 +233,10 @@ class JobRunner:
         except (ContainerUnreachable, NoHealthyInstance) as error:
             log.warning("job %s lost its worker (%s); queueing it again", job.job_id, error.message)
             await self._requeue(job)
+        except ModelFailed as error:  # a container of a pipeline failed before the last one
+            await self._failed(job, f"ModelError: {error.message}")
+        except InvalidRequest as error:  # the endpoint cannot take this job (Direct mode, …)
+            await self._failed(job, f"ValidationError: {error.message}")
         except _InputFailed as failed:
             await self._failed(job, f"DependencyFailed: {failed.error.message}")
         finally:

@@ -28,6 +28,10 @@ TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 _CHUNK = 1 << 20
 
 
+class ModelDataNotFound(DeploymentFailed):
+    """Nothing exists at the model data URL (as opposed to data that cannot be read)."""
+
+
 class _Cancelled(Exception):
     """The caller gave up (timeout); the worker thread unwinds and cleans up."""
 
@@ -83,7 +87,7 @@ def _fetch_local(url: str, path: Path, dest: Path, cancel: threading.Event) -> P
     if path.is_dir():
         return path
     if not path.is_file():
-        raise DeploymentFailed(f"Could not find model data at {url}: no such file or directory.")
+        raise ModelDataNotFound(f"Could not find model data at {url}: no such file or directory.")
     stat = path.stat()
     slot = dest / _digest("file", str(path), str(stat.st_size), str(stat.st_mtime_ns))
     if slot.is_dir():
@@ -161,7 +165,7 @@ def _fetch_s3(url: str, bucket: str, key: str, dest: Path, cancel: threading.Eve
     except botocore.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-            raise DeploymentFailed(f"Could not find model data at {url}: {code}.") from None
+            raise ModelDataNotFound(f"Could not find model data at {url}: {code}.") from None
         raise DeploymentFailed(f"Could not download model data from {url}: {exc}") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise DeploymentFailed(f"Could not download model data from {url}: {exc}") from None
@@ -201,7 +205,7 @@ def _fetch_s3_prefix(
         objects.append((key, _relative(url, PurePosixPath(key).name)))
         version.append(f"{key}\0{head.get('ETag', '')}\0{head['ContentLength']}")
     if not objects:
-        raise DeploymentFailed(f"Could not find model data at {url}: no objects under it.")
+        raise ModelDataNotFound(f"Could not find model data at {url}: no objects under it.")
     slot = dest / _digest("s3-prefix", url, *sorted(version))
     if slot.is_dir():
         return slot
@@ -237,4 +241,4 @@ def _download(client: Any, bucket: str, key: str, target: Path, cancel: threadin
         body.close()
 
 
-__all__ = ["TARBALL_SUFFIXES", "fetch_model_data"]
+__all__ = ["TARBALL_SUFFIXES", "ModelDataNotFound", "fetch_model_data"]

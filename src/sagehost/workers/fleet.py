@@ -52,22 +52,30 @@ class WorkerFleet:
         # launch() returns at once; every instance waits for the outcome.
         self._prepared = asyncio.create_task(self._prepare(), name=f"prepare {spec.key}")
         self._prepared.add_done_callback(_retrieve)
-        logs = settings.data_dir / "logs" / spec.key
-        self._instances = [
-            WorkerInstance(
-                instance_id=f"{spec.key}-{index}",
-                hostname=spec.container.hostname,
-                log_path=logs / f"{spec.key}-{index}.log",
-                target=self._prepared,
-                client=client,
-                settings=settings,
-                clock=clock,
-                startup_timeout_s=spec.startup_timeout_s,
-            )
-            for index in range(spec.instance_count)
-        ]
+        self._client = client
+        self._clock = clock
+        self._next_index = 0
+        self._scaling = asyncio.Lock()
+        # Instances that scale() took out of routing and is still stopping.
+        self._leaving: set[WorkerInstance] = set()
+        self._instances = [self._new_instance() for _ in range(spec.instance_count)]
         for instance in self._instances:
             instance.start()
+
+    def _new_instance(self) -> WorkerInstance:
+        spec = self.spec
+        name = f"{spec.key}-{self._next_index}"
+        self._next_index += 1
+        return WorkerInstance(
+            instance_id=name,
+            hostname=spec.container.hostname,
+            log_path=self._settings.data_dir / "logs" / spec.key / f"{name}.log",
+            target=self._prepared,
+            client=self._client,
+            settings=self._settings,
+            clock=self._clock,
+            startup_timeout_s=spec.startup_timeout_s,
+        )
 
     @property
     def instances(self) -> Sequence[WorkerInstance]:
@@ -91,8 +99,37 @@ class WorkerFleet:
             self._stop_task = asyncio.ensure_future(self._stop())
         await asyncio.shield(self._stop_task)
 
+    async def scale(self, count: int) -> None:
+        """Grow or shrink to ``count`` instances (``core.ports.Fleet.scale``).
+
+        Shrinking removes instances that are not ready first, then the least busy, newest
+        first. They leave ``instances`` in the same step, so the routing, which picks an
+        instance and counts its call without yielding, never sends them another call; their
+        calls in flight finish (within the stop grace) before they stop.
+        """
+        if count < 0:
+            raise ValueError(f"A fleet cannot have {count} instances.")
+        async with self._scaling:
+            if self._stop_task is not None:
+                return
+            current = self._instances
+            if count >= len(current):
+                added = [self._new_instance() for _ in range(count - len(current))]
+                self._instances = [*current, *added]
+                for instance in added:
+                    instance.start()
+                return
+            order = sorted(reversed(current), key=lambda i: (i.ready, i.outstanding))
+            leaving = order[: len(current) - count]
+            self._instances = [i for i in current if i not in leaving]
+            self._leaving.update(leaving)
+            # Cancelled here, they go on stopping (Instance.stop is shielded) and stop() waits.
+            await asyncio.gather(*(instance.stop() for instance in leaving))
+            self._leaving.difference_update(leaving)
+
     async def _stop(self) -> None:
-        await asyncio.gather(*(instance.stop() for instance in self._instances))
+        everyone = [*self._instances, *self._leaving]
+        await asyncio.gather(*(instance.stop() for instance in everyone))
         self._prepared.cancel()
         await asyncio.wait({self._prepared})
         self._on_stopped(self)
