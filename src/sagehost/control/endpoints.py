@@ -240,6 +240,15 @@ class Endpoints:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # The pool stops every process; model hosts also stop their background loads and
+        # remove their cached files.
+        hosts = [
+            variant.models
+            for live in self._directory.all()
+            for variant in (*live.variants, *live.shadows)
+            if variant.models is not None
+        ]
+        await asyncio.gather(*(host.close() for host in hosts), return_exceptions=True)
 
     def _start(self, account: str, name: str, work: Any) -> None:
         key = (account, name.lower())
