@@ -40,18 +40,20 @@ wrk.body = {body}
 
 
 def start_container(tmp: Path, kind: str = "builtin") -> tuple[subprocess.Popen[bytes], str]:
-    """``builtin``: the sagehost/python runtime with an echo inference.py; ``raw``: the
-    cheapest possible echo server (bench/containers/echo_server.py)."""
+    """``builtin``: the sagehost/python runtime with an echo inference.py; ``raw``: a bare
+    ASGI echo server on uvicorn (bench/containers/echo_server.py); ``lean``: an echo server
+    with no web framework (bench/containers/echo_protocol.py)."""
     port = free_port()
     env = {
         **os.environ,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEHOST_MODEL_DIR": str(HERE / "models" / "echo"),
     }
+    scripts = {"raw": "echo_server.py", "lean": "echo_protocol.py"}
     command = (
         [sys.executable, "-m", "sagehost.modelhost"]
         if kind == "builtin"
-        else [sys.executable, str(HERE / "containers" / "echo_server.py")]
+        else [sys.executable, str(HERE / "containers" / scripts[kind])]
     )
     log = open(tmp / "container.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
@@ -113,9 +115,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument(
         "--container",
-        choices=["builtin", "raw"],
+        choices=["builtin", "raw", "lean"],
         default="builtin",
-        help="builtin: the sagehost/python runtime echoing; raw: a bare uvicorn echo server",
+        help="builtin: the sagehost/python runtime echoing; raw: a bare uvicorn echo server; "
+        "lean: an echo server with no web framework",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
