@@ -25,9 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from common import signed  # bench/common.py; run as a script
 
 from sagehost.testing.server import RunningServer, free_port
 
@@ -66,20 +64,15 @@ def accept_rate(server: RunningServer, tmp: Path, seconds: float, concurrency: i
         "X-Amzn-SageMaker-InputLocation": (tmp / "input.json").as_uri(),
         "X-Amzn-SageMaker-Content-Type": "application/json",
     }
-    request = AWSRequest(
-        method="POST",
-        url=f"{server.url}/endpoints/hold/async-invocations",
-        data=b"",
-        headers=headers,
-    )
-    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
+    url = f"{server.url}/endpoints/hold/async-invocations"
     script = tmp / "async.lua"
     lines = "\n".join(
-        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers.items()
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
+        for k, v in signed(url, b"", headers).items()
     )
     script.write_text(f'wrk.method = "POST"\nwrk.body = ""\n{lines}\n')
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script), request.url],
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,

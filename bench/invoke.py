@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -23,10 +22,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from common import wait_ping  # bench/common.py; run as a script
+from common import (  # bench/common.py; run as a script
+    cpu_seconds,
+    deploy_url,
+    signed,
+    start_container,
+)
 
 from sagehost.testing.server import RunningServer, free_port
 
@@ -39,38 +40,23 @@ wrk.body = {body}
 """
 
 
-def start_container(tmp: Path, kind: str = "builtin") -> tuple[subprocess.Popen[bytes], str]:
+def start_echo_container(tmp: Path, kind: str = "builtin") -> tuple[subprocess.Popen[bytes], str]:
     """``builtin``: the sagehost/python runtime with an echo inference.py; ``raw``: a bare
     ASGI echo server on uvicorn (bench/containers/echo_server.py); ``lean``: an echo server
     with no web framework (bench/containers/echo_protocol.py)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEHOST_MODEL_DIR": str(HERE / "models" / "echo"),
-    }
     scripts = {"raw": "echo_server.py", "lean": "echo_protocol.py"}
     command = (
         [sys.executable, "-m", "sagehost.modelhost"]
         if kind == "builtin"
         else [sys.executable, str(HERE / "containers" / scripts[kind])]
     )
-    log = open(tmp / "container.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    wait_ping(url)
-    return process, url
+    return start_container(command, tmp, {"SAGEHOST_MODEL_DIR": str(HERE / "models" / "echo")})
 
 
 def signed_headers(url: str, endpoint: str) -> dict[str, str]:
-    request = AWSRequest(
-        method="POST",
-        url=f"{url}/endpoints/{endpoint}/invocations",
-        data=BODY,
-        headers={"Content-Type": "application/json"},
+    return signed(
+        f"{url}/endpoints/{endpoint}/invocations", BODY, {"Content-Type": "application/json"}
     )
-    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
-    return dict(request.headers.items())
 
 
 def wrk(
@@ -93,12 +79,6 @@ def wrk(
         "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
         "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -125,22 +105,13 @@ def main() -> None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        container, container_url = start_container(tmp, args.container)
+        container, container_url = start_echo_container(tmp, args.container)
         server = RunningServer(
             data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
         )
         server.start()
         try:
-            sm = server.client("sagemaker")
-            sm.create_model(ModelName="echo", PrimaryContainer={"Image": f"url:{container_url}"})
-            sm.create_endpoint_config(
-                EndpointConfigName="echo",
-                ProductionVariants=[
-                    {"VariantName": "AllTraffic", "ModelName": "echo", "InitialInstanceCount": 1}
-                ],
-            )
-            sm.create_endpoint(EndpointName="echo", EndpointConfigName="echo")
-            assert sm.describe_endpoint(EndpointName="echo")["EndpointStatus"] == "InService"
+            deploy_url(server.client("sagemaker"), "echo", {"Image": f"url:{container_url}"})
             via = signed_headers(server.url, "echo")
             direct = {"Content-Type": "application/json"}
             results: dict[tuple[str, int], list[dict[str, float]]] = {}

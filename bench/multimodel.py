@@ -20,18 +20,13 @@ import io
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from common import wait_ping  # bench/common.py; run as a script
+from common import deploy_url, signed, start_container  # bench/common.py; run as a script
 
 from invoke import BODY, wrk  # bench/invoke.py
 from sagehost.testing.server import RunningServer, free_port
@@ -41,15 +36,11 @@ MODEL_BYTES = 64 * 1024  # weights per model: its memory charge
 MIB = 1024 * 1024
 
 
-def signed(url: str, endpoint: str, target: str | None) -> dict[str, str]:
+def signed_call(url: str, endpoint: str, target: str | None) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if target is not None:
         headers["X-Amzn-SageMaker-Target-Model"] = target
-    request = AWSRequest(
-        method="POST", url=f"{url}/endpoints/{endpoint}/invocations", data=BODY, headers=headers
-    )
-    SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(request)
-    return dict(request.headers.items())
+    return signed(f"{url}/endpoints/{endpoint}/invocations", BODY, headers)
 
 
 def write_models(prefix: Path, count: int) -> list[str]:
@@ -67,18 +58,6 @@ def write_models(prefix: Path, count: int) -> list[str]:
     return targets
 
 
-def deploy(sm: Any, name: str, container: dict[str, Any]) -> None:
-    sm.create_model(ModelName=name, PrimaryContainer=container)
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
-
-
 class Caller:
     """Single calls over one keep-alive connection, timed from the first byte sent."""
 
@@ -88,7 +67,7 @@ class Caller:
         self._connection = http.client.HTTPConnection(host, int(port))
 
     def call_ms(self, endpoint: str, target: str) -> float:
-        headers = signed(self._url, endpoint, target)
+        headers = signed_call(self._url, endpoint, target)
         started = time.perf_counter()
         self._connection.request(
             "POST", f"/endpoints/{endpoint}/invocations", body=BODY, headers=headers
@@ -117,16 +96,9 @@ def main() -> None:
         prefix = tmp / "models"
         prefix.mkdir()
         targets = write_models(prefix, args.models)
-        port = free_port()
-        log = open(tmp / "container.log", "wb")  # noqa: SIM115
-        container = subprocess.Popen(
-            [sys.executable, str(HERE / "containers" / "mme_echo_server.py")],
-            env={**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)},
-            stdout=log,
-            stderr=log,
+        container, container_url = start_container(
+            [sys.executable, str(HERE / "containers" / "mme_echo_server.py")], tmp
         )
-        container_url = f"http://127.0.0.1:{port}"
-        wait_ping(container_url)
         # Room for ``--room`` models per instance; every model stays on disk.
         memory_mb = (args.room + 0.5) * MODEL_BYTES / MIB
         server = RunningServer(
@@ -137,8 +109,8 @@ def main() -> None:
         server.start()
         try:
             sm = server.client("sagemaker")
-            deploy(sm, "single", {"Image": f"url:{container_url}"})
-            deploy(
+            deploy_url(sm, "single", {"Image": f"url:{container_url}"})
+            deploy_url(
                 sm,
                 "multi",
                 {
@@ -150,8 +122,8 @@ def main() -> None:
             caller = Caller(server.url)
             cold = [caller.call_ms("multi", target) for target in targets[: args.room]]
             warm_paths = {
-                "single-model": signed(server.url, "single", None),
-                "multi-model": signed(server.url, "multi", targets[0]),
+                "single-model": signed_call(server.url, "single", None),
+                "multi-model": signed_call(server.url, "multi", targets[0]),
             }
             endpoint_url = {
                 "single-model": f"{server.url}/endpoints/single/invocations",

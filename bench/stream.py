@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import socket
 import statistics
@@ -35,10 +34,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httptools
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from common import wait_ping  # bench/common.py; run as a script
+from common import (  # bench/common.py; run as a script
+    cpu_seconds,
+    deploy_url,
+    signed,
+    start_container,
+)
 
 from sagehost.protocol import eventstream
 from sagehost.testing.server import RunningServer, free_port
@@ -48,24 +49,8 @@ ENDPOINT = "stream"
 _prelude = struct.Struct(">II").unpack_from
 
 
-def start_container(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = open(tmp / "container.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "containers" / "stream_server.py")],
-        env={**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)},
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ping(url)
-    return process, url
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def start_stream_container(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return start_container([sys.executable, str(HERE / "containers" / "stream_server.py")], tmp)
 
 
 def own_cpu_seconds() -> float:
@@ -90,9 +75,7 @@ class Target:
         """The raw request; through sagehost it is signed once here, for this body."""
         headers = {"Content-Type": "application/json"}
         if self.frames:
-            signed = AWSRequest(method="POST", url=self.url + self.path, data=body, headers=headers)
-            SigV4Auth(Credentials("test", "test"), "sagemaker", "us-east-1").add_auth(signed)
-            headers = dict(signed.headers.items())
+            headers = signed(self.url + self.path, body, headers)
         lines = [f"POST {self.path} HTTP/1.1", f"Host: {urlsplit(self.url).netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
@@ -298,19 +281,6 @@ def botocore_events_per_second(server: RunningServer, parts: int, size: int) -> 
     return {"events_s": parts / elapsed, "split": events - parts}
 
 
-def deploy(server: RunningServer, container_url: str) -> None:
-    sm = server.client("sagemaker")
-    sm.create_model(ModelName=ENDPOINT, PrimaryContainer={"Image": f"url:{container_url}"})
-    sm.create_endpoint_config(
-        EndpointConfigName=ENDPOINT,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": ENDPOINT, "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
-    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -325,14 +295,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        container, container_url = start_container(tmp)
+        container, container_url = start_stream_container(tmp)
         server = RunningServer(
             data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
         )
         server.start()
         assert server.process is not None
         try:
-            deploy(server, container_url)
+            deploy_url(server.client("sagemaker"), ENDPOINT, {"Image": f"url:{container_url}"})
             run(args, server, container, container_url)
         except BaseException:
             print(f"container exit: {container.poll()}, sagehost exit: {server.process.poll()}")

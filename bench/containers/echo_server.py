@@ -10,46 +10,18 @@ generator. Usage::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from _serve import serve  # beside this file; run as a script
-
-Message = dict[str, Any]
+# _serve.py is beside this file (run as a script)
+from _serve import Message, Receive, Send, answer, content_type, read_body, serve
 
 
-async def app(
-    scope: Message,
-    receive: Callable[[], Awaitable[Message]],
-    send: Callable[[Message], Awaitable[None]],
-) -> None:
+async def app(scope: Message, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     if scope["path"] == "/ping":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    body = b"".join(parts)
-    content_type = next(
-        (v for k, v in scope["headers"] if k == b"content-type"), b"application/octet-stream"
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await answer(send, 200, await read_body(receive), content_type(scope))
 
 
 def main() -> None:

@@ -12,49 +12,23 @@ and httptools, as bench/containers/echo_server.py. Usage::
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from _serve import serve  # beside this file; run as a script
-
-Message = dict[str, Any]
-Send = Callable[[Message], Awaitable[None]]
+# _serve.py is beside this file (run as a script)
+from _serve import Message, Receive, Send, answer, content_type, read_body, serve
 
 loaded: set[str] = set()
 
 
-async def answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: Send) -> None:
+async def app(scope: Message, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path, method = scope["path"], scope["method"]
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    body = b"".join(parts)
-    content_type = next(
-        (v for k, v in scope["headers"] if k == b"content-type"), b"application/octet-stream"
-    )
+    body = await read_body(receive)
+    kind = content_type(scope)
     if path == "/ping":
         await answer(send, 200, b"", b"text/plain")
     elif path == "/invocations":
-        await answer(send, 200, body, content_type)
+        await answer(send, 200, body, kind)
     elif path == "/models" and method == "POST":
         name = json.loads(body)["model_name"]
         status = 409 if name in loaded else 200
@@ -68,7 +42,7 @@ async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: S
             loaded.discard(name)
             await answer(send, 200, b"{}", b"application/json")
         elif action == "invoke":
-            await answer(send, 200, body, content_type)
+            await answer(send, 200, body, kind)
         else:
             await answer(send, 200, b"{}", b"application/json")
     else:

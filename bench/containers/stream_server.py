@@ -15,14 +15,9 @@ Usage::
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from _serve import serve  # beside this file; run as a script
-
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+# _serve.py is beside this file (run as a script)
+from _serve import Message, Receive, Send, read_body, serve
 
 _TEXT = [(b"content-type", b"text/plain")]
 _STREAM = [(b"content-type", b"application/octet-stream")]
@@ -41,14 +36,8 @@ async def app(scope: Message, receive: Receive, send: Send) -> None:
 
 
 async def _invocations(receive: Receive, send: Send) -> None:
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
     try:
-        spec = json.loads(b"".join(parts))
+        spec = json.loads(await read_body(receive))
         count, size = int(spec["count"]), int(spec["size"])
     except (ValueError, KeyError, TypeError):
         await _answer(send, 400, b'expected {"count": N, "size": S}\n')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from sagehost.control.multi_container import check_containers, hostnames, is_mul
 from sagehost.core.errors import DeploymentFailed, InvalidRequest
 from sagehost.core.live import LiveVariant
 from sagehost.core.ports import FleetSpec, Instance
+from sagehost.testing.fakes import FakeFleet
 
 
 def container(hostname: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -30,31 +30,23 @@ def model(*containers: dict[str, Any], mode: str | None = None) -> dict[str, Any
     return record
 
 
-class FakeFleet:
+class LaunchedFleet(FakeFleet[Instance]):
+    """A fleet the pool launched, with the spec it was launched from."""
+
     def __init__(self, spec: FleetSpec) -> None:
+        super().__init__()
         self.spec = spec
-        self.instances: Sequence[Instance] = []
-        self.stopped = False
-
-    async def wait_ready(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def scale(self, count: int) -> None:
-        pass
 
 
 class FakePool:
     def __init__(self, fail_on: str | None = None) -> None:
-        self.fleets: list[FakeFleet] = []
+        self.fleets: list[LaunchedFleet] = []
         self.fail_on = fail_on
 
-    async def launch(self, spec: FleetSpec) -> FakeFleet:
+    async def launch(self, spec: FleetSpec) -> LaunchedFleet:
         if spec.container.hostname == self.fail_on:
             raise DeploymentFailed(f"cannot launch {spec.container.hostname}")
-        fleet = FakeFleet(spec)
+        fleet = LaunchedFleet(spec)
         self.fleets.append(fleet)
         return fleet
 

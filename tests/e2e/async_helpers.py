@@ -3,18 +3,13 @@ state through sagehost's signed status operations."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
-from sagehost.testing.server import DEV_KEY, DEV_SECRET, RunningServer
+from sagehost.testing.server import RunningServer
 from tests.e2e.conftest import MODELS
+from tests.e2e.signed import signed_call
 
 
 def deploy_async(
@@ -27,13 +22,22 @@ def deploy_async(
     notification: dict[str, Any] | None = None,
     model_dir: Path = MODELS / "behave",
     environment: dict[str, str] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> None:
-    """CreateModel, CreateEndpointConfig with an AsyncInferenceConfig, CreateEndpoint."""
+    """CreateModel, CreateEndpointConfig with an AsyncInferenceConfig, CreateEndpoint.
+
+    The model runs ``model_dir`` with ``environment`` in the built-in runtime, unless ``model``
+    gives CreateModel's parameters (but its name)."""
     sm = server.client("sagemaker")
-    container: dict[str, Any] = {"Image": "sagehost/python", "ModelDataUrl": model_dir.as_uri()}
-    if environment:
-        container["Environment"] = environment
-    sm.create_model(ModelName=name, PrimaryContainer=container)
+    if model is None:
+        container: dict[str, Any] = {
+            "Image": "sagehost/python",
+            "ModelDataUrl": model_dir.as_uri(),
+        }
+        if environment:
+            container["Environment"] = environment
+        model = {"PrimaryContainer": container}
+    sm.create_model(ModelName=name, **model)
     output_config: dict[str, Any] = {"S3OutputPath": output}
     if failure is not None:
         output_config["S3FailurePath"] = failure
@@ -53,24 +57,6 @@ def deploy_async(
     described = sm.describe_endpoint(EndpointName=name)
     assert described["EndpointStatus"] == "InService", described
     assert described["AsyncInferenceConfig"] == async_config
-
-
-def signed_call(server: RunningServer, target: str, params: dict[str, Any]) -> dict[str, Any]:
-    """One of sagehost's own JSON 1.1 operations, signed as boto3 would sign it."""
-    body = json.dumps(params).encode()
-    request = AWSRequest(
-        method="POST",
-        url=f"{server.url}/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
-    )
-    SigV4Auth(Credentials(DEV_KEY, DEV_SECRET), "sagemaker", "us-east-1").add_auth(request)
-    raw = urllib.request.Request(
-        f"{server.url}/", data=body, headers=dict(request.headers.items()), method="POST"
-    )
-    with urllib.request.urlopen(raw, timeout=10) as reply:
-        answer: dict[str, Any] = json.loads(reply.read())
-        return answer
 
 
 def describe_job(server: RunningServer, endpoint: str, inference_id: str) -> dict[str, Any]:

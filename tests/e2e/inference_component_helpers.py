@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import MODELS
+from tests.e2e.conftest import MODELS, unique
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -35,6 +35,26 @@ def component_endpoint(sm: Any, name: str, variants: tuple[str, ...] = ("AllTraf
     assert status == "InService", status
 
 
+def hosting(sm: Any, prefix: str, variants: tuple[str, ...] = ("AllTraffic",)) -> tuple[str, str]:
+    """A behave model and an InService endpoint for components (of ``variants``), both
+    named from ``prefix``: (endpoint, model)."""
+    endpoint, model = unique(prefix), unique(f"{prefix}m")
+    behave_model(sm, model)
+    component_endpoint(sm, endpoint, variants)
+    return endpoint, model
+
+
+def model_endpoint(sm: Any, name: str, model: str) -> None:
+    """An endpoint whose only variant serves ``model`` itself, so it hosts no components."""
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
 def behave_model(sm: Any, name: str, environment: dict[str, str] | None = None) -> None:
     container: dict[str, Any] = {"Image": "sagehost/python", "ModelDataUrl": BEHAVE_URL}
     if environment:
@@ -43,18 +63,51 @@ def behave_model(sm: Any, name: str, environment: dict[str, str] | None = None) 
 
 
 def create_component(
-    sm: Any, name: str, endpoint: str, model: str, copies: int = 1, **extra: Any
+    sm: Any,
+    name: str,
+    endpoint: str,
+    model: str,
+    copies: int = 1,
+    variant: str = "AllTraffic",
+    **extra: Any,
 ) -> str:
     created = sm.create_inference_component(
         InferenceComponentName=name,
         EndpointName=endpoint,
-        VariantName="AllTraffic",
+        VariantName=variant,
         Specification={"ModelName": model, "ComputeResourceRequirements": NEEDS},
         RuntimeConfig={"CopyCount": copies},
         **extra,
     )
     arn_: str = created["InferenceComponentArn"]
     return arn_
+
+
+def container_specification(
+    artifact_url: str = BEHAVE_URL, environment: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A Specification that runs a container of its own rather than a ModelName."""
+    container: dict[str, Any] = {"Image": "sagehost/python", "ArtifactUrl": artifact_url}
+    if environment is not None:
+        container["Environment"] = environment
+    return {"Container": container, "ComputeResourceRequirements": NEEDS}
+
+
+def create_container_component(
+    sm: Any,
+    name: str,
+    endpoint: str,
+    artifact_url: str = BEHAVE_URL,
+    environment: dict[str, str] | None = None,
+) -> None:
+    """One copy of ``container_specification(...)``, on the endpoint's only variant (the
+    call names none)."""
+    sm.create_inference_component(
+        InferenceComponentName=name,
+        EndpointName=endpoint,
+        Specification=container_specification(artifact_url, environment),
+        RuntimeConfig={"CopyCount": 1},
+    )
 
 
 def settled(sm: Any, name: str) -> dict[str, Any]:

@@ -8,17 +8,12 @@ import json
 import sys
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
-from sagehost.testing.server import DEV_KEY, DEV_SECRET, RunningServer
-from tests.e2e.conftest import CONTAINERS
+from sagehost.testing.server import RunningServer
+from tests.e2e.conftest import CONTAINERS, unique
+from tests.e2e.signed import own_call
 
 IMAGE = f"process:{sys.executable} {CONTAINERS / 'mme_server.py'}"
 
@@ -72,6 +67,20 @@ def deploy_mme(
     return deploy_container(sm, name, container, instances=instances, config_tags=config_tags)
 
 
+def mme_endpoint(
+    sm: Any, tmp_path: Path, prefix: str, *targets: str, size: int = 0, **options: Any
+) -> tuple[str, Path, Path]:
+    """A multi-model endpoint named from ``prefix`` whose models live under the file:// URI of
+    ``tmp_path/models``, with ``targets`` added there (each its own ident, ``size`` bytes of
+    weights); ``options`` go to ``deploy_mme``. Returns (name, models folder, events log)."""
+    models = tmp_path / "models"
+    for target in targets:
+        add_model(models, target, size=size)
+    name, log = unique(prefix), tmp_path / "events"
+    deploy_mme(sm, name, models.as_uri(), events=log, **options)
+    return name, models, log
+
+
 def deploy_container(
     sm: Any,
     name: str,
@@ -123,33 +132,6 @@ def wait_for(condition: Any, timeout: float = 20.0, interval: float = 0.05) -> A
             return value
         assert time.monotonic() < deadline, "condition never held"
         time.sleep(interval)
-
-
-def own_call(
-    server: RunningServer,
-    target: str,
-    params: dict[str, Any],
-    key: str = DEV_KEY,
-    secret: str = DEV_SECRET,
-) -> tuple[int, dict[str, Any]]:
-    """One of sagehost's own signed operations: the HTTP status and the decoded body, errors
-    included."""
-    body = json.dumps(params).encode()
-    request = AWSRequest(
-        method="POST",
-        url=f"{server.url}/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
-    )
-    SigV4Auth(Credentials(key, secret), "sagemaker", "us-east-1").add_auth(request)
-    raw = urllib.request.Request(
-        f"{server.url}/", data=body, headers=dict(request.headers.items()), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(raw, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def loaded(server: RunningServer, endpoint: str, **credentials: str) -> dict[str, Any]:

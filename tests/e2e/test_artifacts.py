@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from sagehost.testing.moto import running_moto
+from sagehost.testing.moto import moto_client, moto_environment, running_moto
 from sagehost.testing.server import RunningServer, free_port
 from tests.e2e.conftest import MODELS, unique
 
@@ -29,20 +27,8 @@ def tarball(source: Path) -> bytes:
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Any]]:
     with running_moto() as moto:
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL_S3": moto,
-            "AWS_ACCESS_KEY_ID": "moto",
-            "AWS_SECRET_ACCESS_KEY": "moto",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        s3 = boto3.session.Session().client(
-            "s3",
-            endpoint_url=moto,
-            region_name="us-east-1",
-            aws_access_key_id="moto",
-            aws_secret_access_key="moto",
-        )
+        env = moto_environment(moto, "S3")
+        s3 = moto_client(moto)
         s3.create_bucket(Bucket="models")
         running = RunningServer(
             data_dir=tmp_path_factory.mktemp("s3") / "data", port=free_port(), env=env

@@ -13,28 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from sagehost.testing.moto import running_moto
+from sagehost.testing.moto import moto_client, moto_environment, running_moto
 from sagehost.testing.server import RunningServer, free_port
 from tests.e2e.async_helpers import deploy_async, wait_finished
-from tests.e2e.conftest import MODELS, unique
+from tests.e2e.conftest import deploy, unique
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[dict[str, Any]]:
     with running_moto() as moto:
-        s3 = boto3.session.Session().client(
-            "s3",
-            endpoint_url=moto,
-            region_name="us-east-1",
-            aws_access_key_id="moto",
-            aws_secret_access_key="moto",
-        )
+        s3 = moto_client(moto)
         s3.create_bucket(Bucket="io-bucket")
         yield {"moto": moto, "s3": s3}
 
@@ -43,14 +36,7 @@ def env() -> Iterator[dict[str, Any]]:
 def server(
     env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    variables = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_S3": env["moto"],
-        "AWS_ENDPOINT_URL_SNS": env["moto"],
-        "AWS_ACCESS_KEY_ID": "moto",
-        "AWS_SECRET_ACCESS_KEY": "moto",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    variables = moto_environment(env["moto"], "S3", "SNS")
     running = RunningServer(
         data_dir=tmp_path_factory.mktemp("async") / "data", port=free_port(), env=variables
     )
@@ -161,19 +147,7 @@ def test_validation(server: RunningServer, tmp_path: Path) -> None:
         rt.invoke_endpoint_async(EndpointName=name, InputLocation="s3://b/k", Filename="a.b.c")
     assert "filename" in error.value.response["Error"]["Message"]
     realtime = unique("rtonly")
-    sm = server.client("sagemaker")
-    sm.create_model(
-        ModelName=realtime,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=realtime,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": realtime, "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=realtime, EndpointConfigName=realtime)
-    sm.describe_endpoint(EndpointName=realtime)
+    deploy(server.client("sagemaker"), realtime)
     with pytest.raises(rt.exceptions.ValidationError) as error:
         rt.invoke_endpoint_async(EndpointName=realtime, InputLocation="s3://b/k")
     assert "real-time endpoint" in error.value.response["Error"]["Message"]

@@ -7,13 +7,11 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
-from sagehost.testing.server import RunningServer, free_port
+from sagehost.testing.server import RunningServer
+from tests.e2e import restartable
 from tests.e2e.async_helpers import (
     deploy_async,
     describe_job,
@@ -66,13 +64,7 @@ def transform_fn(model, data, content_type, accept, context):
 """
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RunningServer]:
-    running = RunningServer(data_dir=tmp_path / "data", port=free_port())
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop(signal.SIGKILL)
+own_server = restartable.own_server
 
 
 def test_sigkill_with_jobs_queued_and_running_loses_and_repeats_nothing(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sagehost.testing.server import RunningServer
-from tests.e2e.async_helpers import wait_finished
+from tests.e2e.async_helpers import deploy_async, wait_finished
 from tests.e2e.conftest import unique
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -43,26 +43,10 @@ def endpoint(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
     (model / "code").mkdir()
     (model / "code" / "inference.py").write_text(COUNTING_MODEL)
     name = unique("largeasync")
-    sm = server.client("sagemaker")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": "sagehost/python",
-            "ModelDataUrl": model.as_uri(),
-            # The built-in runtime reads the whole body, up to this many MiB (1024 at most).
-            "Environment": {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024"},
-        },
-    )
     output = tmp_path_factory.mktemp("output")
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": output.as_uri()}},
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    # The built-in runtime reads the whole body, up to this many MiB (1024 at most).
+    environment = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024"}
+    deploy_async(server, name, output.as_uri(), model_dir=model, environment=environment)
     return name
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from sagehost.testing.moto import running_moto
+from sagehost.testing.moto import moto_environment, running_moto
 from sagehost.testing.server import RunningServer, free_port
 from tests.e2e.async_helpers import deploy_async, describe_job, wait_finished
 from tests.e2e.conftest import unique
@@ -74,14 +73,7 @@ def aws() -> Iterator[dict[str, Any]]:
 def server(
     aws: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_S3": aws["url"],
-        "AWS_ENDPOINT_URL_SNS": aws["url"],
-        "AWS_ACCESS_KEY_ID": "moto",
-        "AWS_SECRET_ACCESS_KEY": "moto",
-        "AWS_DEFAULT_REGION": REGION,
-    }
+    env = moto_environment(aws["url"], "S3", "SNS")
     running = RunningServer(
         data_dir=tmp_path_factory.mktemp("notify") / "data", port=free_port(), env=env
     )

@@ -12,16 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from sagehost.testing.server import RunningServer, free_port
+from sagehost.testing.server import RunningServer, free_port, write_credentials
 from tests.e2e.conftest import deploy, unique
 
 ACCOUNT_A = "111111111111"
@@ -36,11 +34,10 @@ MISMATCH = (
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("accounts")
-    credentials = root / "credentials.toml"
-    credentials.write_text(
-        f'[[account]]\nid = "{ACCOUNT_A}"\naccess_key_id = "AKIDA"\nsecret_access_key = "secret-a"\n\n'
-        f'[[account]]\nid = "{ACCOUNT_B}"\naccess_key_id = "AKIDB"\nsecret_access_key = "secret-b"\n'
-        'session_token = "token-b"\n'
+    credentials = write_credentials(
+        root / "credentials.toml",
+        (ACCOUNT_A, "AKIDA", "secret-a"),
+        (ACCOUNT_B, "AKIDB", "secret-b", "token-b"),
     )
     running = RunningServer(
         data_dir=root / "data", port=free_port(), args=["--credentials", str(credentials)]
@@ -53,15 +50,7 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def client(
     server: RunningServer, service: str, key: str, secret: str, token: str | None = None
 ) -> Any:
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=server.url,
-        region_name="eu-west-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        aws_session_token=token,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return server.client(service, key=key, secret=secret, token=token, region="eu-west-1")
 
 
 def signed(

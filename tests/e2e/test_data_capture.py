@@ -4,7 +4,6 @@ Lines to file:// and to s3:// (moto on loopback). Real server, real workers, bot
 from __future__ import annotations
 
 import base64
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -12,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from sagehost.invoke.capture_format import parse_lines
-from sagehost.testing.moto import running_moto
+from sagehost.testing.moto import moto_client, moto_environment, running_moto
 from sagehost.testing.server import RunningServer, free_port
 from tests.e2e.conftest import MODELS, unique
 
@@ -28,13 +26,7 @@ OBJECT_NAME = re.compile(r"\d{2}-\d{2}-\d{3}-" + UUID.pattern + r"\.jsonl")
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[str, Any]]:
     with running_moto() as endpoint:
-        s3 = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="moto",
-            aws_secret_access_key="moto",
-        )
+        s3 = moto_client(endpoint)
         s3.create_bucket(Bucket="capture")
         yield endpoint, s3
 
@@ -43,15 +35,10 @@ def moto() -> Iterator[tuple[str, Any]]:
 def server(
     moto: tuple[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_S3": moto[0],
-        "AWS_ACCESS_KEY_ID": "moto",
-        "AWS_SECRET_ACCESS_KEY": "moto",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     running = RunningServer(
-        data_dir=tmp_path_factory.mktemp("capture") / "data", port=free_port(), env=env
+        data_dir=tmp_path_factory.mktemp("capture") / "data",
+        port=free_port(),
+        env=moto_environment(moto[0], "S3"),
     )
     running.start()
     yield running

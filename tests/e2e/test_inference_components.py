@@ -15,21 +15,23 @@ from tests.e2e.inference_component_helpers import (
     BEHAVE_URL,
     NEEDS,
     arn,
-    behave_model,
     component_endpoint,
+    container_specification,
     create_component,
+    create_container_component,
     error_of,
     eventually,
+    hosting,
     invoke,
+    model_endpoint,
     pid_of,
     settled,
 )
 
 
 def test_full_lifecycle(sm: Any, rt: Any) -> None:
-    endpoint, model, name = unique("icep"), unique("icmodel"), unique("ic")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint)
+    endpoint, model = hosting(sm, "icep")
+    name = unique("ic")
     variant = sm.describe_endpoint(EndpointName=endpoint)["ProductionVariants"][0]
     assert variant == {
         "VariantName": "AllTraffic",
@@ -91,14 +93,7 @@ def test_full_lifecycle(sm: Any, rt: Any) -> None:
     # A new specification: new copies start, the calls move to them, the old ones stop.
     sm.update_inference_component(
         InferenceComponentName=name,
-        Specification={
-            "Container": {
-                "Image": "sagehost/python",
-                "ArtifactUrl": BEHAVE_URL,
-                "Environment": {"LOAD_DELAY": "0"},
-            },
-            "ComputeResourceRequirements": NEEDS,
-        },
+        Specification=container_specification(BEHAVE_URL, {"LOAD_DELAY": "0"}),
         RuntimeConfig={"CopyCount": 1},
     )
     updated = settled(sm, name)
@@ -147,18 +142,13 @@ def not_found(sm: Any, name: str) -> bool:
 
 
 def test_list_filters_sorting_and_pages(sm: Any) -> None:
-    endpoint, other, model = unique("iclist"), unique("iclist2"), unique("iclm")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint, variants=("Blue", "Green"))
+    endpoint, model = hosting(sm, "iclist", variants=("Blue", "Green"))
+    other = unique("iclist2")
     component_endpoint(sm, other)
     names = [unique("icl") for _ in range(3)]
     for index, name in enumerate(names):
-        sm.create_inference_component(
-            InferenceComponentName=name,
-            EndpointName=endpoint,
-            VariantName="Green" if index == 2 else "Blue",
-            Specification={"ModelName": model, "ComputeResourceRequirements": NEEDS},
-            RuntimeConfig={"CopyCount": 0},
+        create_component(
+            sm, name, endpoint, model, copies=0, variant="Green" if index == 2 else "Blue"
         )
     stranger = create_component(sm, unique("icl"), other, model, copies=0)
 
@@ -196,9 +186,8 @@ def test_list_filters_sorting_and_pages(sm: Any) -> None:
 
 
 def test_control_plane_errors(server: RunningServer, sm: Any) -> None:
-    endpoint, model, name = unique("icerr"), unique("icerrm"), unique("icerr")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint, variants=("Blue", "Green"))
+    endpoint, model = hosting(sm, "icerr", variants=("Blue", "Green"))
+    name = unique("icerr")
     spec = {"ModelName": model, "ComputeResourceRequirements": NEEDS}
 
     def create(**params: Any) -> Any:
@@ -268,13 +257,7 @@ def test_control_plane_errors(server: RunningServer, sm: Any) -> None:
 
     # An endpoint whose variants run a model cannot host components.
     plain = unique("icplain")
-    sm.create_endpoint_config(
-        EndpointConfigName=plain,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=plain, EndpointConfigName=plain)
+    model_endpoint(sm, plain, model)
     assert rejected(create(EndpointName=plain, VariantName="AllTraffic")) == (
         f'Endpoint "{arn("endpoint", plain)}" serves models from its production variants and '
         "cannot host inference components; deploy it from an endpoint configuration whose "
@@ -324,9 +307,8 @@ def test_control_plane_errors(server: RunningServer, sm: Any) -> None:
 
 
 def test_runtime_errors_and_a_component_still_creating(sm: Any, rt: Any) -> None:
-    endpoint, model, slow = unique("icrt"), unique("icrtm"), unique("icslow")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint)
+    endpoint, model = hosting(sm, "icrt")
+    slow = unique("icslow")
 
     status, code, message = error_of(lambda: rt.invoke_endpoint(EndpointName=endpoint, Body=b"x"))
     assert (status, code) == (400, "ValidationError")
@@ -341,19 +323,7 @@ def test_runtime_errors_and_a_component_still_creating(sm: Any, rt: Any) -> None
     )
 
     # A component whose copy takes a while to load: calls answer 429 until it is ready.
-    sm.create_inference_component(
-        InferenceComponentName=slow,
-        EndpointName=endpoint,
-        Specification={
-            "Container": {
-                "Image": "sagehost/python",
-                "ArtifactUrl": BEHAVE_URL,
-                "Environment": {"LOAD_DELAY": "2"},
-            },
-            "ComputeResourceRequirements": NEEDS,
-        },
-        RuntimeConfig={"CopyCount": 1},
-    )
+    create_container_component(sm, slow, endpoint, environment={"LOAD_DELAY": "2"})
     status, code, message = error_of(lambda: invoke(rt, endpoint, slow))
     assert (status, code) == (429, "ModelNotReadyException")
     assert message == (
@@ -374,13 +344,7 @@ def test_runtime_errors_and_a_component_still_creating(sm: Any, rt: Any) -> None
 
     # The header on an endpoint that serves its variants directly.
     plain = unique("icplainrt")
-    sm.create_endpoint_config(
-        EndpointConfigName=plain,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=plain, EndpointConfigName=plain)
+    model_endpoint(sm, plain, model)
     assert sm.describe_endpoint(EndpointName=plain)["EndpointStatus"] == "InService"
     status, code, message = error_of(lambda: invoke(rt, plain, slow))
     assert (status, code) == (400, "ValidationError")
@@ -405,15 +369,7 @@ def invoke_plain(rt: Any, endpoint: str) -> bytes:
 def test_a_failing_component_is_failed_with_its_reason(sm: Any, rt: Any) -> None:
     endpoint, name = unique("icfail"), unique("icbroken")
     component_endpoint(sm, endpoint)
-    sm.create_inference_component(
-        InferenceComponentName=name,
-        EndpointName=endpoint,
-        Specification={
-            "Container": {"Image": "sagehost/python", "ArtifactUrl": "file:///nonexistent/model"},
-            "ComputeResourceRequirements": NEEDS,
-        },
-        RuntimeConfig={"CopyCount": 1},
-    )
+    create_container_component(sm, name, endpoint, "file:///nonexistent/model")
     described = settled(sm, name)
     assert described["InferenceComponentStatus"] == "Failed"
     assert described["FailureReason"] == (
@@ -439,18 +395,7 @@ def test_a_failing_component_is_failed_with_its_reason(sm: Any, rt: Any) -> None
 def test_response_stream_routes_by_component(sm: Any, rt: Any) -> None:
     endpoint, name = unique("icstream"), unique("icstream")
     component_endpoint(sm, endpoint)
-    sm.create_inference_component(
-        InferenceComponentName=name,
-        EndpointName=endpoint,
-        Specification={
-            "Container": {
-                "Image": "sagehost/python",
-                "ArtifactUrl": (MODELS / "streamer").as_uri(),
-            },
-            "ComputeResourceRequirements": NEEDS,
-        },
-        RuntimeConfig={"CopyCount": 1},
-    )
+    create_container_component(sm, name, endpoint, (MODELS / "streamer").as_uri())
     assert settled(sm, name)["InferenceComponentStatus"] == "InService"
     response = rt.invoke_endpoint_with_response_stream(
         EndpointName=endpoint,

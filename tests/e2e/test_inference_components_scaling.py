@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 
-from sagehost.testing.server import RunningServer, free_port
+from sagehost.testing.server import RunningServer
+from tests.e2e import restartable
 from tests.e2e.conftest import unique
 from tests.e2e.inference_component_helpers import (
-    behave_model,
-    component_endpoint,
     create_component,
     error_of,
     eventually,
+    hosting,
     invoke,
     pid_of,
     settled,
@@ -75,9 +72,8 @@ class Load:
 def test_copy_count_changes_under_load_fail_no_call(
     server: RunningServer, sm: Any, rt: Any
 ) -> None:
-    endpoint, model, name = unique("icload"), unique("icloadm"), unique("icload")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint)
+    endpoint, model = hosting(sm, "icload")
+    name = unique("icload")
     create_component(sm, name, endpoint, model, copies=1)
     assert settled(sm, name)["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
     (only,) = {pid_of(rt, endpoint, name) for _ in range(5)}
@@ -114,9 +110,8 @@ def test_copy_count_changes_under_load_fail_no_call(
 
 
 def test_scaled_to_zero_answers_429_then_scales_up_on_demand(sm: Any, rt: Any) -> None:
-    endpoint, model, name = unique("iczero"), unique("iczerom"), unique("iczero")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint)
+    endpoint, model = hosting(sm, "iczero")
+    name = unique("iczero")
     create_component(sm, name, endpoint, model, copies=1)
     assert settled(sm, name)["InferenceComponentStatus"] == "InService"
     assert invoke(rt, endpoint, name, b"warm")["Body"].read() == b"warm"
@@ -155,21 +150,13 @@ def test_scaled_to_zero_answers_429_then_scales_up_on_demand(sm: Any, rt: Any) -
     assert woken["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RunningServer]:
-    running = RunningServer(data_dir=tmp_path / "data", port=free_port())
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop(signal.SIGKILL)
+own_server = restartable.own_server
 
 
 def test_components_come_back_after_a_restart(own_server: RunningServer) -> None:
     sm, rt = own_server.client("sagemaker"), own_server.client("sagemaker-runtime")
-    endpoint, model = unique("icback"), unique("icbackm")
+    endpoint, model = hosting(sm, "icback")
     busy, idle = unique("icbusy"), unique("icidle")
-    behave_model(sm, model)
-    component_endpoint(sm, endpoint)
     create_component(sm, busy, endpoint, model, copies=2)
     create_component(sm, idle, endpoint, model, copies=0)
     assert settled(sm, busy)["RuntimeConfig"]["CurrentCopyCount"] == 2

@@ -7,13 +7,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sagehost.testing.server import RunningServer, free_port
+from sagehost.testing.server import RunningServer
+from tests.e2e import restartable
 from tests.e2e.conftest import deploy, unique
 
 
@@ -46,13 +46,7 @@ def worker_pid(rt: Any, name: str) -> int:
     return pid
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RunningServer]:
-    running = RunningServer(data_dir=tmp_path / "data", port=free_port())
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop(signal.SIGKILL)
+own_server = restartable.own_server
 
 
 def test_crashed_worker_is_restarted(sm: Any, rt: Any) -> None:

@@ -26,6 +26,14 @@ def stage(name: str, *, hostname: bool = True, output: str = "application/json")
     return container
 
 
+def model_params(name: str, containers: list[dict[str, Any]], mode: str | None) -> dict[str, Any]:
+    """CreateModel's parameters for a model of ``containers`` in ``mode`` (None: the default)."""
+    model: dict[str, Any] = {"ModelName": name, "Containers": containers}
+    if mode is not None:
+        model["InferenceExecutionConfig"] = {"Mode": mode}
+    return model
+
+
 def deploy_model(
     sm: Any,
     name: str,
@@ -34,10 +42,7 @@ def deploy_model(
     mode: str | None = None,
     tags: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    model: dict[str, Any] = {"ModelName": name, "Containers": containers}
-    if mode is not None:
-        model["InferenceExecutionConfig"] = {"Mode": mode}
-    sm.create_model(**model)
+    sm.create_model(**model_params(name, containers, mode))
     config: dict[str, Any] = {
         "EndpointConfigName": name,
         "ProductionVariants": [
@@ -52,53 +57,63 @@ def deploy_model(
     return description
 
 
-@pytest.fixture(scope="module")
-def serial(sm: Any) -> str:
-    name = unique("serial")
-    described = deploy_model(
-        sm,
-        name,
-        [
-            stage("c1", output="application/x-c1"),
-            stage("c2", output="application/x-c2"),
-            stage("c3"),
-        ],
-    )
+def in_service(sm: Any, prefix: str, containers: list[dict[str, Any]], **options: Any) -> str:
+    """The name of an InService endpoint of a model of ``containers`` (see ``deploy_model``)."""
+    name = unique(prefix)
+    described = deploy_model(sm, name, containers, **options)
     assert described["EndpointStatus"] == "InService", described
     return name
+
+
+@pytest.fixture(scope="module")
+def serial(sm: Any) -> str:
+    containers = [
+        stage("c1", output="application/x-c1"),
+        stage("c2", output="application/x-c2"),
+        stage("c3"),
+    ]
+    return in_service(sm, "serial", containers)
 
 
 @pytest.fixture(scope="module")
 def direct(sm: Any) -> str:
-    name = unique("direct")
-    described = deploy_model(
-        sm, name, [stage("d1"), stage("d2", output="text/plain")], mode="Direct"
-    )
-    assert described["EndpointStatus"] == "InService", described
-    return name
+    return in_service(sm, "direct", [stage("d1"), stage("d2", output="text/plain")], mode="Direct")
 
 
 @pytest.fixture(scope="module")
 def tagged(sm: Any) -> str:
     """Two unnamed containers; intermediate Accept text/csv; a 2-second invocation deadline."""
-    name = unique("tagged")
-    described = deploy_model(
+    return in_service(
         sm,
-        name,
+        "tagged",
         [stage("t1", hostname=False), stage("t2", hostname=False)],
         tags=[
             {"Key": "sagehost:pipeline-accept", "Value": "text/csv"},
             {"Key": "sagehost:invocation-timeout-seconds", "Value": "2"},
         ],
     )
-    assert described["EndpointStatus"] == "InService", described
-    return name
 
 
 def invoke(rt: Any, name: str, request: dict[str, Any], **extra: Any) -> Any:
     return rt.invoke_endpoint(
         EndpointName=name, Body=json.dumps(request), ContentType="application/json", **extra
     )
+
+
+def refused(rt: Any, name: str, request: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The error response of an invocation that must fail with a ValidationError."""
+    with pytest.raises(rt.exceptions.ValidationError) as error:
+        invoke(rt, name, request, **extra)
+    response: dict[str, Any] = error.value.response
+    return response
+
+
+def failed(rt: Any, name: str, request: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The error response of an invocation that must fail with a ModelError."""
+    with pytest.raises(rt.exceptions.ModelError) as error:
+        invoke(rt, name, request, **extra)
+    response: dict[str, Any] = error.value.response
+    return response
 
 
 def parts(response: Any) -> list[bytes]:
@@ -146,18 +161,14 @@ def test_serial_pipeline_is_described_with_every_image(sm: Any, serial: str) -> 
 
 
 def test_a_failing_container_is_named_in_the_model_error(rt: Any, serial: str) -> None:
-    with pytest.raises(rt.exceptions.ModelError) as error:
-        invoke(rt, serial, {"fail": {"c2": 503}})
-    response = error.value.response
+    response = failed(rt, serial, {"fail": {"c2": 503}})
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert response["OriginalStatusCode"] == 503
     assert response["OriginalMessage"] == "c2 failed on purpose"
     assert response["Error"]["Message"].startswith(
         'Received server error (503) from c2 with message "c2 failed on purpose".'
     )
-    with pytest.raises(rt.exceptions.ModelError) as error:
-        invoke(rt, serial, {"fail": {"c3": 404}})
-    assert error.value.response["Error"]["Message"].startswith(
+    assert failed(rt, serial, {"fail": {"c3": 404}})["Error"]["Message"].startswith(
         'Received client error (404) from c3 with message "c3 failed on purpose".'
     )
 
@@ -188,18 +199,16 @@ def test_serial_stream_failure_before_the_last_container_is_a_model_error(
 
 
 def test_target_container_hostname_is_refused_by_a_serial_endpoint(rt: Any, serial: str) -> None:
-    with pytest.raises(rt.exceptions.ValidationError) as error:
-        invoke(rt, serial, {}, TargetContainerHostname="c1")
-    assert error.value.response["Error"]["Message"] == (
+    response = refused(rt, serial, {}, TargetContainerHostname="c1")
+    assert response["Error"]["Message"] == (
         f"Endpoint {serial} of account {ACCOUNT} is not a multi-container endpoint in Direct "
         "mode; remove TargetContainerHostname."
     )
 
 
 def test_sessions_are_refused_by_a_pipeline(rt: Any, serial: str) -> None:
-    with pytest.raises(rt.exceptions.ValidationError) as error:
-        invoke(rt, serial, {}, SessionId="NEW_SESSION")
-    assert error.value.response["Error"]["Message"] == (
+    response = refused(rt, serial, {}, SessionId="NEW_SESSION")
+    assert response["Error"]["Message"] == (
         f"Variant AllTraffic of endpoint {serial} of account {ACCOUNT} serves a multi-container "
         "model; sagehost supports stateful sessions only on single-container models."
     )
@@ -236,15 +245,12 @@ def test_direct_mode_streams_the_named_container(rt: Any, direct: str) -> None:
 
 
 def test_direct_mode_validation_errors(rt: Any, direct: str) -> None:
-    with pytest.raises(rt.exceptions.ValidationError) as error:
-        invoke(rt, direct, {})
-    assert error.value.response["Error"]["Message"] == (
+    assert refused(rt, direct, {})["Error"]["Message"] == (
         f"Endpoint {direct} of account {ACCOUNT} invokes its containers in Direct mode; name one "
         "with TargetContainerHostname."
     )
-    with pytest.raises(rt.exceptions.ValidationError) as error:
-        invoke(rt, direct, {}, TargetContainerHostname="d3")
-    assert error.value.response["Error"]["Message"] == (
+    response = refused(rt, direct, {}, TargetContainerHostname="d3")
+    assert response["Error"]["Message"] == (
         f"Container hostname d3 was not found for endpoint {direct} of account {ACCOUNT}."
     )
     with pytest.raises(rt.exceptions.ValidationError) as error:
@@ -252,15 +258,13 @@ def test_direct_mode_validation_errors(rt: Any, direct: str) -> None:
     assert error.value.response["Error"]["Message"].endswith(
         "invokes its containers in Direct mode; name one with TargetContainerHostname."
     )
-    with pytest.raises(rt.exceptions.ValidationError) as error:
-        invoke(rt, direct, {}, TargetContainerHostname="bad_name")
-    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    response = refused(rt, direct, {}, TargetContainerHostname="bad_name")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
 def test_direct_failure_names_the_container(rt: Any, direct: str) -> None:
-    with pytest.raises(rt.exceptions.ModelError) as error:
-        invoke(rt, direct, {"fail": {"d1": 418}}, TargetContainerHostname="d1")
-    assert error.value.response["Error"]["Message"].startswith(
+    response = failed(rt, direct, {"fail": {"d1": 418}}, TargetContainerHostname="d1")
+    assert response["Error"]["Message"].startswith(
         'Received client error (418) from d1 with message "d1 failed on purpose".'
     )
 
@@ -272,18 +276,14 @@ def test_default_hostnames_and_the_intermediate_accept_tag(rt: Any, tagged: str)
         ("t1", "text/csv"),
         ("t2", "application/json"),
     ]
-    with pytest.raises(rt.exceptions.ModelError) as error:
-        invoke(rt, tagged, {"fail": {"t2": 500}})
-    assert error.value.response["Error"]["Message"].startswith(
+    assert failed(rt, tagged, {"fail": {"t2": 500}})["Error"]["Message"].startswith(
         'Received server error (500) from container-2 with message "t2 failed on purpose".'
     )
 
 
 def test_the_pipeline_shares_one_invocation_deadline(rt: Any, tagged: str) -> None:
     # Each container alone answers well within the 2-second deadline; together they do not.
-    with pytest.raises(rt.exceptions.ModelError) as error:
-        invoke(rt, tagged, {"sleep": {"t1": 1.2, "t2": 1.2}})
-    response = error.value.response
+    response = failed(rt, tagged, {"sleep": {"t1": 1.2, "t2": 1.2}})
     assert response["OriginalStatusCode"] == 0
     assert response["OriginalMessage"] == (
         "Your invocation timed out while waiting for a response from container container-2."
@@ -328,11 +328,8 @@ def test_create_model_refuses_containers_that_cannot_run(
     sm: Any, containers: list[dict[str, Any]], mode: str | None, message: str
 ) -> None:
     name = unique("bad")
-    model: dict[str, Any] = {"ModelName": name, "Containers": containers}
-    if mode is not None:
-        model["InferenceExecutionConfig"] = {"Mode": mode}
     with pytest.raises(sm.exceptions.ClientError) as error:
-        sm.create_model(**model)
+        sm.create_model(**model_params(name, containers, mode))
     assert error.value.response["Error"]["Code"] == "ValidationException"
     assert error.value.response["Error"]["Message"] == message.format(name=name)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sagehost.testing.server import RunningServer
-from tests.e2e.async_helpers import wait_finished
+from tests.e2e.async_helpers import deploy_async, wait_finished
 from tests.e2e.conftest import unique
 from tests.e2e.test_multi_container import stage
 
@@ -16,17 +16,8 @@ from tests.e2e.test_multi_container import stage
 def deploy_async_pipeline(
     server: RunningServer, name: str, containers: list[dict[str, Any]], output: Path, mode: str
 ) -> None:
-    sm = server.client("sagemaker")
-    sm.create_model(ModelName=name, Containers=containers, InferenceExecutionConfig={"Mode": mode})
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": output.as_uri()}},
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    model = {"Containers": containers, "InferenceExecutionConfig": {"Mode": mode}}
+    deploy_async(server, name, output.as_uri(), model=model)
 
 
 def test_async_job_runs_the_whole_serial_pipeline(server: RunningServer, tmp_path: Path) -> None:

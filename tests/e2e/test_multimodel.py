@@ -24,6 +24,7 @@ from tests.e2e.multimodel_helpers import (
     invoke,
     loaded,
     loaded_targets,
+    mme_endpoint,
     wait_for,
 )
 
@@ -67,10 +68,7 @@ def test_a_plain_path_prefix_and_the_model_names_the_container_sees(
 
 
 def test_missing_unknown_and_unsafe_target_models(sm: Any, rt: Any, tmp_path: Path) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "a.tar.gz")
-    name = unique("mme-errors")
-    deploy_mme(sm, name, prefix.as_uri(), events=tmp_path / "events")
+    name, prefix, _ = mme_endpoint(sm, tmp_path, "mme-errors", "a.tar.gz")
     cases = {
         None: f"Endpoint {name} of account {DEV_ACCOUNT} is a multi-model endpoint; "
         "name the model to invoke with TargetModel.",
@@ -92,10 +90,7 @@ def test_missing_unknown_and_unsafe_target_models(sm: Any, rt: Any, tmp_path: Pa
 
 
 def test_streaming_to_a_multi_model_endpoint_is_refused(sm: Any, rt: Any, tmp_path: Path) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "a.tar.gz")
-    name = unique("mme-stream")
-    deploy_mme(sm, name, prefix.as_uri(), events=tmp_path / "events")
+    name, _, _ = mme_endpoint(sm, tmp_path, "mme-stream", "a.tar.gz")
     response = error_of(
         lambda: rt.invoke_endpoint_with_response_stream(EndpointName=name, Body=b"x")
     )
@@ -106,10 +101,8 @@ def test_streaming_to_a_multi_model_endpoint_is_refused(sm: Any, rt: Any, tmp_pa
 def test_a_failing_load_is_a_model_error_naming_the_container(
     sm: Any, rt: Any, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "broken.tar.gz", fail="model_fn raised ValueError: bad weights")
-    name = unique("mme-broken")
-    deploy_mme(sm, name, prefix.as_uri(), events=tmp_path / "events")
+    add_model(tmp_path / "models", "broken.tar.gz", fail="model_fn raised ValueError: bad weights")
+    name, prefix, _ = mme_endpoint(sm, tmp_path, "mme-broken")
     response = error_of(
         lambda: rt.invoke_endpoint(EndpointName=name, TargetModel="broken.tar.gz", Body=b"x")
     )
@@ -137,10 +130,8 @@ def test_a_failing_load_is_a_model_error_naming_the_container(
 def test_twenty_concurrent_first_calls_load_once(
     sm: Any, server: RunningServer, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "slowish.tar.gz", ident="slowish", load_delay=1.0)
-    name, log = unique("mme-herd"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log)
+    add_model(tmp_path / "models", "slowish.tar.gz", ident="slowish", load_delay=1.0)
+    name, _, log = mme_endpoint(sm, tmp_path, "mme-herd")
     rt = server.client("sagemaker-runtime", max_pool_connections=25)
     with ThreadPoolExecutor(20) as pool:
         answers = list(
@@ -152,14 +143,11 @@ def test_twenty_concurrent_first_calls_load_once(
 
 
 def test_a_slow_load_answers_429_then_succeeds(sm: Any, rt: Any, tmp_path: Path) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "slow.tar.gz", ident="slow", load_delay=2.5)
-    name, log = unique("mme-slow"), tmp_path / "events"
-    deploy_mme(
+    add_model(tmp_path / "models", "slow.tar.gz", ident="slow", load_delay=2.5)
+    name, _, log = mme_endpoint(
         sm,
-        name,
-        prefix.as_uri(),
-        events=log,
+        tmp_path,
+        "mme-slow",
         config_tags=[{"Key": "sagehost:invocation-timeout-seconds", "Value": "1"}],
     )
     response = error_of(
@@ -185,11 +173,7 @@ def test_a_slow_load_answers_429_then_succeeds(sm: Any, rt: Any, tmp_path: Path)
 def test_calls_go_to_the_instance_holding_the_model(
     sm: Any, rt: Any, server: RunningServer, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "models"
-    for target in ("a.tar.gz", "b.tar.gz"):
-        add_model(prefix, target)
-    name, log = unique("mme-two"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log, instances=2)
+    name, _, log = mme_endpoint(sm, tmp_path, "mme-two", "a.tar.gz", "b.tar.gz", instances=2)
     pids = {invoke(rt, name, "a.tar.gz")["pid"] for _ in range(8)}
     assert len(pids) == 1
     assert invoke(rt, name, "b.tar.gz")["ident"] == "b.tar.gz"
@@ -205,10 +189,7 @@ def test_calls_go_to_the_instance_holding_the_model(
 
 
 def test_a_restarted_instance_loads_its_model_again(sm: Any, rt: Any, tmp_path: Path) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "a.tar.gz")
-    name, log = unique("mme-restart"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log)
+    name, _, log = mme_endpoint(sm, tmp_path, "mme-restart", "a.tar.gz")
     first = invoke(rt, name, "a.tar.gz")["pid"]
     os.kill(first, signal.SIGKILL)
 
@@ -228,11 +209,10 @@ def test_a_restarted_instance_loads_its_model_again(sm: Any, rt: Any, tmp_path: 
 def test_507_from_the_container_unloads_the_least_recently_used(
     sm: Any, rt: Any, server: RunningServer, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "models"
-    for target in ("a.tar.gz", "b.tar.gz", "c.tar.gz"):
-        add_model(prefix, target)
-    name, log = unique("mme-507"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log, environment={"MME_MAX_MODELS": "2"})
+    targets = ("a.tar.gz", "b.tar.gz", "c.tar.gz")
+    name, _, log = mme_endpoint(
+        sm, tmp_path, "mme-507", *targets, environment={"MME_MAX_MODELS": "2"}
+    )
     for target in ("a.tar.gz", "b.tar.gz", "a.tar.gz", "c.tar.gz"):
         assert invoke(rt, name, target)["ident"] == target
     assert events(log, "load") == ["a.tar.gz", "b.tar.gz", "c.tar.gz"]
@@ -243,10 +223,7 @@ def test_507_from_the_container_unloads_the_least_recently_used(
 def test_model_cache_disabled_unloads_and_deletes_after_each_call(
     sm: Any, rt: Any, server: RunningServer, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "models"
-    add_model(prefix, "a.tar.gz")
-    name, log = unique("mme-nocache"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log, cache_setting="Disabled")
+    name, _, log = mme_endpoint(sm, tmp_path, "mme-nocache", "a.tar.gz", cache_setting="Disabled")
     for round_ in (1, 2):
         assert invoke(rt, name, "a.tar.gz")["ident"] == "a.tar.gz"
         wait_for(lambda r=round_: len(events(log, "unload")) == r)

@@ -11,26 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sagehost.core.multimodel import model_name
-from sagehost.testing.server import RunningServer, free_port
+from sagehost.testing.server import RunningServer, free_port, write_credentials
 from tests.e2e.conftest import unique
 from tests.e2e.multimodel_helpers import (
     IMAGE,
-    add_model,
     deploy_container,
-    deploy_mme,
     events,
     invoke,
     loaded,
     loaded_targets,
-    own_call,
+    mme_endpoint,
     wait_for,
 )
+from tests.e2e.signed import own_call
 
 ACCOUNT_A, KEY_A, SECRET_A = "111111111111", "AKIDMMEA", "secret-a"
 ACCOUNT_B, KEY_B, SECRET_B = "222222222222", "AKIDMMEB", "secret-b"
@@ -42,10 +39,8 @@ WEIGHTS = 100_000  # bytes per test model: 2 fit in 0.25 MiB, 5 in 0.5 MiB
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("mme-budget")
-    credentials = root / "credentials.toml"
-    credentials.write_text(
-        f'[[account]]\nid = "{ACCOUNT_A}"\naccess_key_id = "{KEY_A}"\nsecret_access_key = "{SECRET_A}"\n\n'
-        f'[[account]]\nid = "{ACCOUNT_B}"\naccess_key_id = "{KEY_B}"\nsecret_access_key = "{SECRET_B}"\n'
+    credentials = write_credentials(
+        root / "credentials.toml", (ACCOUNT_A, KEY_A, SECRET_A), (ACCOUNT_B, KEY_B, SECRET_B)
     )
     running = RunningServer(
         data_dir=root / "data",
@@ -66,36 +61,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-def client(server: RunningServer, service: str, key: str, secret: str, **config: Any) -> Any:
-    session: Any = boto3.session.Session()
-    return session.client(
-        service,
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
-    )
-
-
 @pytest.fixture(scope="module")
 def sm(server: RunningServer) -> Any:
-    return client(server, "sagemaker", KEY_A, SECRET_A)
+    return server.client("sagemaker", key=KEY_A, secret=SECRET_A)
 
 
 @pytest.fixture(scope="module")
 def rt(server: RunningServer) -> Any:
-    return client(server, "sagemaker-runtime", KEY_A, SECRET_A)
+    return server.client("sagemaker-runtime", key=KEY_A, secret=SECRET_A)
 
 
 def endpoint_with(sm: Any, tmp_path: Path, *targets: str, **options: Any) -> tuple[str, Path, Path]:
-    """A multi-model endpoint whose prefix holds ``targets``; returns (name, prefix, events)."""
-    prefix = tmp_path / "models"
-    for target in targets:
-        add_model(prefix, target, size=WEIGHTS)
-    name, log = unique("budget"), tmp_path / "events"
-    deploy_mme(sm, name, prefix.as_uri(), events=log, **options)
-    return name, prefix, log
+    """A multi-model endpoint whose prefix holds ``targets`` of WEIGHTS bytes each; returns
+    (name, prefix, events)."""
+    return mme_endpoint(sm, tmp_path, "budget", *targets, size=WEIGHTS, **options)
 
 
 def models(*names: str) -> list[str]:
@@ -270,7 +249,7 @@ def test_another_account_sees_nothing(
             400,
             f"Endpoint {name} of account {ACCOUNT_B} not found.",
         )
-    other = client(server, "sagemaker-runtime", KEY_B, SECRET_B)
+    other = server.client("sagemaker-runtime", key=KEY_B, secret=SECRET_B)
     with pytest.raises(ClientError) as error:
         other.invoke_endpoint(EndpointName=name, TargetModel="a.tar.gz", Body=b"x")
     assert (

@@ -3,17 +3,39 @@ discarded and recorded, and the caller's answer and latency never depend on it."
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from sagehost.testing.server import RunningServer
-from tests.e2e.async_helpers import signed_call
 from tests.e2e.conftest import MODELS, unique
+from tests.e2e.signed import own_call, signed_call
+
+
+def behave_model(sm: Any, name: str) -> None:
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
+    )
+
+
+def endpoint_of(
+    sm: Any, name: str, variant: str, shadows: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """An endpoint of one instance of model ``name`` as ``variant``, and ``shadows``;
+    returns DescribeEndpoint."""
+    config: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [
+            {"VariantName": variant, "ModelName": name, "InitialInstanceCount": 1}
+        ],
+    }
+    if shadows is not None:
+        config["ShadowProductionVariants"] = shadows
+    sm.create_endpoint_config(**config)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+    return described
 
 
 def deploy_with_shadow(
@@ -23,10 +45,7 @@ def deploy_with_shadow(
     *,
     shadow_weight: float = 1.0,
 ) -> dict[str, Any]:
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
+    behave_model(sm, name)
     sm.create_model(
         ModelName=f"{name}-shadow",
         PrimaryContainer={
@@ -35,22 +54,13 @@ def deploy_with_shadow(
             "Environment": shadow_env,
         },
     )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "Production", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-        ShadowProductionVariants=[
-            {
-                "VariantName": "Shadow",
-                "ModelName": f"{name}-shadow",
-                "InitialInstanceCount": 1,
-                "InitialVariantWeight": shadow_weight,
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    described: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+    shadow = {
+        "VariantName": "Shadow",
+        "ModelName": f"{name}-shadow",
+        "InitialInstanceCount": 1,
+        "InitialVariantWeight": shadow_weight,
+    }
+    described = endpoint_of(sm, name, "Production", [shadow])
     assert described["EndpointStatus"] == "InService", described
     return described
 
@@ -156,24 +166,16 @@ def test_copies_in_flight_are_bounded(server: RunningServer, sm: Any, rt: Any) -
 
 
 def test_describe_shadow_traffic_errors(server: RunningServer, sm: Any) -> None:
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        signed_call(server, "SageHost.DescribeShadowTraffic", {"EndpointName": "no-such-endpoint"})
-    assert missing.value.code == 400
-    error = json.loads(missing.value.read())
+    status, error = own_call(
+        server, "SageHost.DescribeShadowTraffic", {"EndpointName": "no-such-endpoint"}
+    )
+    assert status == 400
     assert error["__type"] == "ValidationException"
     assert error["Message"] == "Endpoint no-such-endpoint of account 000000000000 not found."
     # An endpoint without shadows reports none.
     name = unique("noshadow")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "A", "ModelName": name, "InitialInstanceCount": 1}],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    behave_model(sm, name)
+    assert endpoint_of(sm, name, "A")["EndpointStatus"] == "InService"
     report = signed_call(server, "SageHost.DescribeShadowTraffic", {"EndpointName": name})
     assert report == {"EndpointName": name, "ShadowVariants": []}
     sm.delete_endpoint(EndpointName=name)
@@ -181,19 +183,9 @@ def test_describe_shadow_traffic_errors(server: RunningServer, sm: Any) -> None:
 
 def test_a_shadow_whose_model_is_missing_fails_the_deployment(sm: Any) -> None:
     name = unique("shadowmissing")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "A", "ModelName": name, "InitialInstanceCount": 1}],
-        ShadowProductionVariants=[
-            {"VariantName": "S", "ModelName": f"{name}-gone", "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    described = sm.describe_endpoint(EndpointName=name)
+    behave_model(sm, name)
+    shadow = {"VariantName": "S", "ModelName": f"{name}-gone", "InitialInstanceCount": 1}
+    described = endpoint_of(sm, name, "A", [shadow])
     assert described["EndpointStatus"] == "Failed"
     assert described["FailureReason"] == f"Could not find model {name}-gone of shadow variant S."
     sm.delete_endpoint(EndpointName=name)

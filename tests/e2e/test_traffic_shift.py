@@ -79,6 +79,24 @@ def blue_endpoint(sm: Any, name: str) -> None:
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
 
 
+def blue_green(kind: str, wait_s: int, size: tuple[str, int], **policy: Any) -> dict[str, Any]:
+    """A DeploymentConfig that shifts traffic to the new fleet by ``kind`` (CANARY or LINEAR)
+    steps of ``size`` (its Type and Value), ``wait_s`` seconds apart."""
+    step = "CanarySize" if kind == "CANARY" else "LinearStepSize"
+    routing = {
+        "Type": kind,
+        "WaitIntervalInSeconds": wait_s,
+        step: {"Type": size[0], "Value": size[1]},
+    }
+    return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, **policy}}
+
+
+def update_to_green(sm: Any, name: str, deployment: dict[str, Any]) -> None:
+    sm.update_endpoint(
+        EndpointName=name, EndpointConfigName=f"{name}-green", DeploymentConfig=deployment
+    )
+
+
 def shift_window(answers: list[tuple[float, str]]) -> list[tuple[float, str]]:
     """The answers from the first Green to the last Blue: the shift itself. Before it every
     answer is Blue, after it every answer is Green."""
@@ -94,18 +112,25 @@ def green_share(answers: list[tuple[float, str]]) -> float:
 
 
 def update_while_calling(
-    server: RunningServer, sm: Any, name: str, deployment: dict[str, Any]
+    server: RunningServer,
+    sm: Any,
+    name: str,
+    deployment: dict[str, Any],
+    *,
+    model: str = "behave",
+    warm: int = 20,
+    serving: str = "Green",
 ) -> tuple[Caller, dict[str, Any]]:
-    create_config(sm, f"{name}-green", "Green", MODELS / "behave")
+    """Update to a Green config of ``model`` while a Caller invokes without pause, after
+    ``warm`` Blue answers in a row; returns once ``serving`` answers 20 in a row."""
+    create_config(sm, f"{name}-green", "Green", MODELS / model)
     caller = Caller(server, name)
     caller.start()
     try:
-        caller.wait_for("Blue", in_a_row=20)
-        sm.update_endpoint(
-            EndpointName=name, EndpointConfigName=f"{name}-green", DeploymentConfig=deployment
-        )
+        caller.wait_for("Blue", in_a_row=warm)
+        update_to_green(sm, name, deployment)
         described = sm.describe_endpoint(EndpointName=name)  # waits for the update to settle
-        caller.wait_for("Green", in_a_row=20)
+        caller.wait_for(serving, in_a_row=20)
     finally:
         caller.stop()
     assert caller.failures == []
@@ -115,16 +140,7 @@ def update_while_calling(
 def test_canary_shift(server: RunningServer, sm: Any) -> None:
     name = unique("canary")
     blue_endpoint(sm, name)
-    deployment = {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "CANARY",
-                "WaitIntervalInSeconds": 2,
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-            },
-            "TerminationWaitInSeconds": 1,
-        }
-    }
+    deployment = blue_green("CANARY", 2, ("CAPACITY_PERCENT", 25), TerminationWaitInSeconds=1)
     caller, described = update_while_calling(server, sm, name, deployment)
 
     assert described["EndpointStatus"] == "InService"
@@ -144,15 +160,7 @@ def test_canary_shift(server: RunningServer, sm: Any) -> None:
 def test_linear_shift_rises_in_steps(server: RunningServer, sm: Any) -> None:
     name = unique("linear")
     blue_endpoint(sm, name)
-    deployment = {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "LINEAR",
-                "WaitIntervalInSeconds": 1,
-                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-            }
-        }
-    }
+    deployment = blue_green("LINEAR", 1, ("CAPACITY_PERCENT", 25))
     caller, described = update_while_calling(server, sm, name, deployment)
 
     assert described["EndpointStatus"] == "InService"
@@ -177,29 +185,10 @@ def test_a_new_fleet_that_fails_to_start_leaves_the_old_one_serving(
 ) -> None:
     name = unique("badupdate")
     blue_endpoint(sm, name)
-    create_config(sm, f"{name}-green", "Green", MODELS / "broken")
-    caller = Caller(server, name)
-    caller.start()
-    try:
-        caller.wait_for("Blue", in_a_row=5)
-        sm.update_endpoint(
-            EndpointName=name,
-            EndpointConfigName=f"{name}-green",
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "LINEAR",
-                        "WaitIntervalInSeconds": 1,
-                        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-                    }
-                }
-            },
-        )
-        described = sm.describe_endpoint(EndpointName=name)
-        caller.wait_for("Blue", in_a_row=20)
-    finally:
-        caller.stop()
-    assert caller.failures == []
+    deployment = blue_green("LINEAR", 1, ("CAPACITY_PERCENT", 50))
+    caller, described = update_while_calling(
+        server, sm, name, deployment, model="broken", warm=5, serving="Blue"
+    )
     assert {v for _, v in caller.answers} == {"Blue"}
     assert described["EndpointStatus"] == "InService"
     assert described["EndpointConfigName"] == name
@@ -216,19 +205,7 @@ def test_a_new_fleet_that_falls_over_during_the_canary_is_rolled_back(
     create_config(
         sm, f"{name}-green", "Green", MODELS / "slow_restart", {"MARKER": str(tmp_path / "loaded")}
     )
-    sm.update_endpoint(
-        EndpointName=name,
-        EndpointConfigName=f"{name}-green",
-        DeploymentConfig={
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {
-                    "Type": "CANARY",
-                    "WaitIntervalInSeconds": 3,
-                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-                }
-            }
-        },
-    )
+    update_to_green(sm, name, blue_green("CANARY", 3, ("CAPACITY_PERCENT", 50)))
     # Green takes traffic once its fleet is up; then it crashes, and restarts only slowly.
     deadline = time.monotonic() + 30
     while True:
@@ -265,19 +242,7 @@ def test_a_canary_larger_than_the_new_fleet_is_refused(sm: Any) -> None:
     blue_endpoint(sm, name)
     create_config(sm, f"{name}-green", "Green", MODELS / "behave")
     with pytest.raises(ClientError) as refused:
-        sm.update_endpoint(
-            EndpointName=name,
-            EndpointConfigName=f"{name}-green",
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "CANARY",
-                        "WaitIntervalInSeconds": 1,
-                        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 2},
-                    }
-                }
-            },
-        )
+        update_to_green(sm, name, blue_green("CANARY", 1, ("INSTANCE_COUNT", 2)))
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert refused.value.response["Error"]["Message"] == (
         "CanarySize of 2 instances is larger than the new fleet's 1 instances."

@@ -9,7 +9,7 @@ import functools
 import io
 import json
 import tarfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sagehost.core.multimodel import MultiModelSpec, model_name
 from sagehost.core.ports import ContainerRequest, ContainerResponse
 from sagehost.invoke.multimodel import HOT_OUTSTANDING, MultiModelHost
 from sagehost.storage.model_files import ModelFileCache
+from sagehost.testing.fakes import FakeFleet, FakeInstance
 
 SIZE = 1000  # bytes of weights in each test model
 
@@ -52,36 +53,29 @@ def reply(status: int, body: bytes = b"") -> ContainerResponse:
     return ContainerResponse(status, {"content-type": "application/json"}, body)
 
 
-class FakeContainer:
+class FakeContainer(FakeInstance):
     """One instance of a multi-model container: ``models`` maps a model name to its ident."""
 
     def __init__(self, instance_id: str, *, load_delay: float = 0.0, max_models: int = 99):
-        self.instance_id = instance_id
-        self.ready = True
+        super().__init__(instance_id)
         self.alive = True
-        self.outstanding = 0
         self.load_delay = load_delay
         self.max_models = max_models
         self.models: dict[str, str] = {}
         self.loads: list[str] = []
         self.unloads: list[str] = []
-        self.requests: list[ContainerRequest] = []
         self.hold: asyncio.Event | None = None  # invocations wait for it while set
 
     async def invoke(self, request: ContainerRequest) -> ContainerResponse:
         self.outstanding += 1
         try:
-            return await self._handle(request)
+            return await super().invoke(request)
         finally:
             self.outstanding -= 1
 
-    def invoke_stream(self, request: ContainerRequest) -> Any:
-        raise NotImplementedError
-
-    async def _handle(self, request: ContainerRequest) -> ContainerResponse:
+    async def respond(self, request: ContainerRequest) -> ContainerResponse:
         if not self.alive:
             raise ContainerRefused("connection refused")
-        self.requests.append(request)
         parts = request.path.split("/")  # "", "models", name, "invoke"
         if request.method == "POST" and request.path == "/models":
             spec = json.loads(bytes(request.body))  # type: ignore[arg-type]
@@ -109,20 +103,6 @@ class FakeContainer:
         if self.hold is not None:
             await self.hold.wait()
         return reply(200, json.dumps({"ident": self.models[name], "on": self.instance_id}).encode())
-
-
-class FakeFleet:
-    def __init__(self, instances: Sequence[FakeContainer]) -> None:
-        self.instances = list(instances)
-
-    async def wait_ready(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def scale(self, count: int) -> None:
-        pass
 
 
 def make_models(prefix: Path, *idents: str, size: int = SIZE) -> None:
@@ -162,7 +142,7 @@ def host(
         tmp_path / "cache", spec.prefix, budget=spec.disk_budget, keep=cache_models
     )
     return MultiModelHost(
-        spec, FakeFleet(containers), files, SystemClock(), instance_wait_s=instance_wait_s
+        spec, FakeFleet(*containers), files, SystemClock(), instance_wait_s=instance_wait_s
     )
 
 
@@ -188,7 +168,7 @@ async def test_first_call_loads_then_calls_go_to_the_holder(tmp_path: Path) -> N
     assert await ident(models, "sub/dir/m1.tar.gz") == "sub/dir/m1"
     assert await ident(models, "m0.tar.gz") == "m0"
     assert container.loads == ["m0", "sub/dir/m1"]
-    load, invoke = container.requests[0], container.requests[1]
+    load, invoke = container.calls[0], container.calls[1]
     assert (load.method, load.path) == ("POST", "/models")
     body = json.loads(bytes(load.body))  # type: ignore[arg-type]
     assert body["model_name"] == model_name("m0.tar.gz")
@@ -335,9 +315,9 @@ async def test_a_404_from_a_loaded_model_is_its_own_answer(tmp_path: Path) -> No
     async def not_found(request: ContainerRequest) -> ContainerResponse:
         if request.path.endswith("/invoke"):
             return reply(404, b"no such item")
-        return await FakeContainer._handle(container, request)
+        return await FakeContainer.respond(container, request)
 
-    container._handle = not_found  # type: ignore[method-assign]
+    container.respond = not_found  # type: ignore[method-assign]
     answer = await models.invoke("m0.tar.gz", call())
     assert (answer.status, answer.body) == (404, b"no such item")
     assert container.loads == ["m0"]

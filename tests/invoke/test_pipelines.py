@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -13,27 +11,23 @@ from sagehost.core.endpoint_states import EndpointStatus
 from sagehost.core.errors import ContainerRefused, ModelFailed, NoHealthyInstance
 from sagehost.core.invocation import Caller, InvokeInput, InvokeOutput
 from sagehost.core.live import EndpointDirectory, LiveContainer, LiveEndpoint, LiveVariant
-from sagehost.core.ports import ContainerRequest, ContainerResponse, ContainerStream
+from sagehost.core.ports import ContainerRequest, ContainerResponse
 from sagehost.invoke.pipelines import stage_request
 from sagehost.invoke.service import Invoker
-from sagehost.testing.fakes import FakeClock
+from sagehost.testing.fakes import FakeClock, FakeFleet, FakeInstance
 
 CALLER = Caller("000000000000", "us-east-1")
 
 
-class Stage:
+class Stage(FakeInstance):
     """An instance that appends its name to the body and answers with its own type."""
 
     def __init__(self, name: str, *, refuse: bool = False, status: int = 200) -> None:
-        self.instance_id = name
-        self.ready = True
-        self.outstanding = 0
+        super().__init__(name)
         self.refuse = refuse
         self.status = status
-        self.calls: list[ContainerRequest] = []
 
-    async def invoke(self, request: ContainerRequest) -> ContainerResponse:
-        self.calls.append(request)
+    async def respond(self, request: ContainerRequest) -> ContainerResponse:
         if self.refuse:
             self.ready = False  # as a real instance marks itself after a refused call
             raise ContainerRefused(f"{self.instance_id} refused")
@@ -41,28 +35,9 @@ class Stage:
         body = request.body + f"|{self.instance_id}".encode()
         return ContainerResponse(self.status, {"content-type": f"x/{self.instance_id}"}, body)
 
-    def invoke_stream(
-        self, request: ContainerRequest
-    ) -> AbstractAsyncContextManager[ContainerStream]:
-        raise AssertionError("not streamed here")
-
-
-class Fleet:
-    def __init__(self, *instances: Stage) -> None:
-        self.instances: Sequence[Stage] = list(instances)
-
-    async def wait_ready(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def scale(self, count: int) -> None:
-        pass
-
 
 def endpoint_of(
-    containers: dict[str, Fleet], *, direct: bool = False, accept: str | None = None
+    containers: dict[str, FakeFleet[Stage]], *, direct: bool = False, accept: str | None = None
 ) -> tuple[Invoker, LiveEndpoint]:
     directory = EndpointDirectory()
     live = tuple(LiveContainer(hostname, fleet) for hostname, fleet in containers.items())
@@ -84,7 +59,7 @@ def invoke(invoker: Invoker, **fields: str) -> InvokeOutput:
 
 def test_serial_chains_bodies_and_content_types() -> None:
     a, b, c = Stage("a"), Stage("b"), Stage("c")
-    invoker, _ = endpoint_of({"a": Fleet(a), "b": Fleet(b), "c": Fleet(c)})
+    invoker, _ = endpoint_of({"a": FakeFleet(a), "b": FakeFleet(b), "c": FakeFleet(c)})
     output = invoke(invoker, custom_attributes="k=v")
     assert output.body == b"in|a|b|c"
     assert output.content_type == "x/c"
@@ -97,7 +72,7 @@ def test_serial_chains_bodies_and_content_types() -> None:
 @pytest.mark.parametrize(("policy", "inner"), [("", None), ("text/csv", "text/csv")])
 def test_intermediate_accept_follows_the_endpoint_policy(policy: str, inner: str | None) -> None:
     a, b = Stage("a"), Stage("b")
-    invoker, _ = endpoint_of({"a": Fleet(a), "b": Fleet(b)}, accept=policy)
+    invoker, _ = endpoint_of({"a": FakeFleet(a), "b": FakeFleet(b)}, accept=policy)
     invoke(invoker)
     assert dict(a.calls[0].headers).get("Accept") == inner
     assert dict(b.calls[0].headers)["Accept"] == "x/want"
@@ -123,7 +98,7 @@ def test_stage_request_keeps_other_headers_and_drops_a_missing_type() -> None:
 
 def test_direct_calls_only_the_named_container() -> None:
     a, b = Stage("a"), Stage("b")
-    invoker, _ = endpoint_of({"a": Fleet(a), "b": Fleet(b)}, direct=True)
+    invoker, _ = endpoint_of({"a": FakeFleet(a), "b": FakeFleet(b)}, direct=True)
     output = invoke(invoker, target_container_hostname="b")
     assert output.body == b"in|b"
     assert a.calls == []
@@ -133,13 +108,15 @@ def test_direct_calls_only_the_named_container() -> None:
 def test_a_refused_connection_goes_to_another_instance_of_the_container() -> None:
     dead, alive = Stage("b0", refuse=True), Stage("b1")
     alive.outstanding = 1  # the dead one looks less busy, so it is tried first
-    invoker, _ = endpoint_of({"a": Fleet(Stage("a")), "b": Fleet(dead, alive)})
+    invoker, _ = endpoint_of({"a": FakeFleet(Stage("a")), "b": FakeFleet(dead, alive)})
     assert invoke(invoker).body == b"in|a|b1"
     assert len(dead.calls) == 1
 
 
 def test_a_failing_container_is_named() -> None:
-    invoker, _ = endpoint_of({"a": Fleet(Stage("a")), "second": Fleet(Stage("s", status=502))})
+    invoker, _ = endpoint_of(
+        {"a": FakeFleet(Stage("a")), "second": FakeFleet(Stage("s", status=502))}
+    )
     with pytest.raises(ModelFailed) as error:
         invoke(invoker)
     assert error.value.container == "second"
@@ -152,7 +129,7 @@ def test_a_failing_container_is_named() -> None:
 def test_a_container_without_a_ready_instance_answers_service_unavailable() -> None:
     down = Stage("b")
     down.ready = False
-    invoker, _ = endpoint_of({"a": Fleet(Stage("a")), "b": Fleet(down)})
+    invoker, _ = endpoint_of({"a": FakeFleet(Stage("a")), "b": FakeFleet(down)})
     with pytest.raises(NoHealthyInstance) as error:
         invoke(invoker)
     assert error.value.message == (

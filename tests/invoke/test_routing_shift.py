@@ -4,52 +4,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from sagehost.core.endpoint_states import EndpointStatus
 from sagehost.core.errors import InvalidRequest
 from sagehost.core.live import LiveEndpoint, LiveVariant, TrafficShift
-from sagehost.core.ports import Instance
 from sagehost.invoke.routing import choose_variant
-
-
-@dataclass
-class StubInstance:
-    ready: bool = True
-    instance_id: str = "i"
-    outstanding: int = 0
-
-    async def invoke(self, request: Any) -> Any:
-        raise AssertionError("routing never calls an instance")
-
-    def invoke_stream(self, request: Any) -> Any:
-        raise AssertionError("routing never calls an instance")
-
-
-@dataclass
-class StubFleet:
-    stubs: list[StubInstance] = field(default_factory=lambda: [StubInstance()])
-
-    @property
-    def instances(self) -> Sequence[Instance]:
-        return self.stubs
-
-    async def wait_ready(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def scale(self, count: int) -> None:
-        raise AssertionError("routing never scales a fleet")
+from sagehost.testing.fakes import FakeFleet, FakeInstance
 
 
 def variant(name: str, weight: float = 1.0, *, ready: bool = True) -> LiveVariant:
-    return LiveVariant(name=name, weight=weight, fleet=StubFleet([StubInstance(ready=ready)]))
+    return LiveVariant(name=name, weight=weight, fleet=FakeFleet(FakeInstance("i", ready=ready)))
 
 
 def endpoint(

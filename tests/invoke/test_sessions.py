@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +14,10 @@ from sagehost.core.endpoint_states import EndpointStatus
 from sagehost.core.errors import InvalidRequest, NoHealthyInstance
 from sagehost.core.invocation import Caller, InvokeInput, InvokeOutput
 from sagehost.core.live import EndpointDirectory, LiveContainer, LiveEndpoint, LiveVariant
-from sagehost.core.ports import ContainerRequest, ContainerResponse, ContainerStream
+from sagehost.core.ports import ContainerRequest, ContainerResponse
 from sagehost.invoke.service import Invoker
 from sagehost.invoke.sessions import NEW_SESSION, SessionTable
-from sagehost.testing.fakes import FakeClock
+from sagehost.testing.fakes import FakeClock, FakeFleet, FakeInstance
 
 ACCOUNT = "111111111111"
 CALLER = Caller(ACCOUNT, "us-east-1")
@@ -29,38 +28,15 @@ def stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeInstance:
+class Answering(FakeInstance):
     """Answers every call with 200 and the headers its ``answer`` function chooses."""
 
     def __init__(self, instance_id: str) -> None:
-        self.instance_id = instance_id
-        self.ready = True
-        self.outstanding = 0
-        self.calls: list[ContainerRequest] = []
+        super().__init__(instance_id)
         self.answer: Callable[[ContainerRequest], Mapping[str, str]] = lambda _: {}
 
-    async def invoke(self, request: ContainerRequest) -> ContainerResponse:
-        self.calls.append(request)
+    async def respond(self, request: ContainerRequest) -> ContainerResponse:
         return ContainerResponse(200, dict(self.answer(request)), self.instance_id.encode())
-
-    def invoke_stream(
-        self, request: ContainerRequest
-    ) -> AbstractAsyncContextManager[ContainerStream]:
-        raise AssertionError("not streamed in these tests")
-
-
-class FakeFleet:
-    def __init__(self, *instances: FakeInstance) -> None:
-        self.instances: Sequence[FakeInstance] = list(instances)
-
-    async def wait_ready(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def scale(self, count: int) -> None:
-        pass
 
 
 def opens(
@@ -86,7 +62,7 @@ class World:
         self.directory = EndpointDirectory()
         self.invoker = Invoker(self.directory, self.clock, rng=random.Random(7))
         self.invoker.sessions = SessionTable(self.clock, **table)
-        self.instances = [FakeInstance(f"i{n}") for n in range(3)]
+        self.instances = [Answering(f"i{n}") for n in range(3)]
         self.variant = LiveVariant("AllTraffic", 1.0, FakeFleet(*self.instances))
         self.endpoint = self.add_endpoint("ep", (self.variant,))
 
@@ -110,7 +86,7 @@ class World:
 
 
 def one_instance(instance_id: str, name: str = "AllTraffic") -> LiveVariant:
-    return LiveVariant(name, 1.0, FakeFleet(FakeInstance(instance_id)))
+    return LiveVariant(name, 1.0, FakeFleet(Answering(instance_id)))
 
 
 def run(awaitable: Awaitable[InvokeOutput]) -> InvokeOutput:
@@ -235,7 +211,7 @@ def test_a_session_whose_instance_stopped_is_refused() -> None:
     world = World()
     world.open("s-1")
     # An update replaced the fleet: the instance holding the session is gone.
-    world.endpoint.set_variants((LiveVariant("AllTraffic", 1.0, FakeFleet(FakeInstance("n"))),))
+    world.endpoint.set_variants((LiveVariant("AllTraffic", 1.0, FakeFleet(Answering("n"))),))
     assert refused(world, "s-1") == (
         f"The instance that held session s-1 of endpoint ep of account {ACCOUNT} has stopped; "
         "open a new session with NEW_SESSION."
@@ -260,7 +236,7 @@ def test_a_session_whose_instance_is_unhealthy_answers_service_unavailable() -> 
 
 def test_session_variant_wins_over_weights_but_not_over_target_variant() -> None:
     world = World()
-    other = LiveVariant("Other", 1.0, FakeFleet(FakeInstance("o1")))
+    other = LiveVariant("Other", 1.0, FakeFleet(Answering("o1")))
     world.endpoint.set_variants((world.variant, other))
     for instance in world.instances:
         instance.answer = opens("s-1", stamp(START + 600))
@@ -275,7 +251,7 @@ def test_session_variant_wins_over_weights_but_not_over_target_variant() -> None
 
 def test_multi_container_and_multi_model_variants_refuse_sessions() -> None:
     world = World()
-    fleet = FakeFleet(FakeInstance("c"))
+    fleet = FakeFleet(Answering("c"))
     pipeline = LiveVariant(
         "Pipe", 1.0, fleet, containers=(LiveContainer("a", fleet), LiveContainer("b", fleet))
     )

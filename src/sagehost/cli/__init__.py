@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from sagehost import __version__
 from sagehost.cli import models
+from sagehost.cli.remote import print_answer
 from sagehost.config import Settings
 
 
@@ -110,31 +110,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def jobs_command(args: argparse.Namespace) -> int:
-    from sagehost.client import ClientError, call
-
-    try:
-        if args.jobs_command == "get":
-            answer = call(
-                args.url,
-                "SageHost.DescribeAsyncInference",
-                {"EndpointName": args.endpoint, "InferenceId": args.inference_id},
-                args.region,
-            )
-        else:
-            params: dict[str, object] = {"MaxResults": args.max}
-            if args.endpoint:
-                params["EndpointName"] = args.endpoint
-            if args.status:
-                params["StatusEquals"] = args.status
-            answer = call(args.url, "SageHost.ListAsyncInferences", params, args.region)
-    except ClientError as error:
-        print(f"sagehost: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"sagehost: cannot reach {args.url}: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(answer, indent=2))
-    return 0
+    if args.jobs_command == "get":
+        target = "SageHost.DescribeAsyncInference"
+        params: dict[str, object] = {
+            "EndpointName": args.endpoint,
+            "InferenceId": args.inference_id,
+        }
+    else:
+        target = "SageHost.ListAsyncInferences"
+        params = {"MaxResults": args.max}
+        if args.endpoint:
+            params["EndpointName"] = args.endpoint
+        if args.status:
+            params["StatusEquals"] = args.status
+    return 1 if print_answer(args.url, target, params, args.region) is None else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

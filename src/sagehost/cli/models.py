@@ -4,9 +4,9 @@ loading (preloading) and pinning them, through sagehost's own signed operations.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
+
+from sagehost.cli.remote import print_answer
 
 
 def positive_mib(text: str) -> float:
@@ -42,8 +42,6 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sagehost.client import ClientError, call
-
     params: dict[str, Any] = {"EndpointName": args.endpoint}
     if args.variant:
         params["TargetVariant"] = args.variant
@@ -54,14 +52,8 @@ def run(args: argparse.Namespace) -> int:
         target = "SageHost.LoadModels" if args.models_command == "load" else "SageHost.UnpinModels"
         if args.models_command == "load":
             params["Pin"] = args.pin
-    try:
-        answer = call(args.url, target, params, args.region)
-    except ClientError as error:
-        print(f"sagehost: {error}", file=sys.stderr)
+    answer = print_answer(args.url, target, params, args.region)
+    if answer is None:
         return 1
-    except OSError as error:
-        print(f"sagehost: cannot reach {args.url}: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(answer, indent=2))
     failed = [m for m in answer.get("Models", []) if m.get("Status") == "Failed"]
     return 1 if failed else 0

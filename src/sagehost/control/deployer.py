@@ -20,9 +20,9 @@ from sagehost.control.multi_model import (
     multi_model_spec,
 )
 from sagehost.core.errors import DeploymentFailed, InvalidRequest
-from sagehost.core.live import LEAST_OUTSTANDING_REQUESTS, LiveContainer, LiveVariant
+from sagehost.core.live import LEAST_OUTSTANDING_REQUESTS, LiveContainer, LiveVariant, ModelHost
 from sagehost.core.multimodel import ModelHostFactory
-from sagehost.core.ports import ContainerSpec, FleetSpec, WorkerPool
+from sagehost.core.ports import ContainerSpec, Fleet, FleetSpec, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,10 @@ class Deployer:
                 for container, hostname in zip(containers, hostnames(model), strict=True)
             ]
             fleets = await launch_fleets(self._pool, specs)
-            return LiveVariant(
-                name=variant["VariantName"],
-                weight=float(variant.get("InitialVariantWeight", 1.0)),
-                fleet=fleets[0],
-                container=specs[0].container.hostname,
-                routing=routing_strategy(variant),
+            return _live_variant(
+                variant,
+                fleets[0],
+                specs[0],
                 containers=tuple(
                     LiveContainer(spec.container.hostname, fleet)
                     for spec, fleet in zip(specs, fleets, strict=True)
@@ -142,12 +140,10 @@ class Deployer:
             defined = container_spec(model, containers[0])
             spec = self.fleet_spec(key, variant, multi_model_container(model, defined))
             fleet = await self._pool.launch(spec)
-            return LiveVariant(
-                name=variant["VariantName"],
-                weight=float(variant.get("InitialVariantWeight", 1.0)),
-                fleet=fleet,
-                container=spec.container.hostname,
-                routing=routing_strategy(variant),
+            return _live_variant(
+                variant,
+                fleet,
+                spec,
                 models=self._settings.model_hosts(
                     multi_model_spec(
                         key,
@@ -161,14 +157,7 @@ class Deployer:
                 ),
             )
         spec = self.fleet_spec(key, variant, container_spec(model, containers[0]))
-        fleet = await self._pool.launch(spec)
-        return LiveVariant(
-            name=variant["VariantName"],
-            weight=float(variant.get("InitialVariantWeight", 1.0)),
-            fleet=fleet,
-            container=spec.container.hostname,
-            routing=routing_strategy(variant),
-        )
+        return _live_variant(variant, await self._pool.launch(spec), spec)
 
     def fleet_spec(self, key: str, variant: dict[str, Any], container: ContainerSpec) -> FleetSpec:
         return FleetSpec(
@@ -184,6 +173,29 @@ class Deployer:
                 or self._settings.download_timeout_s
             ),
         )
+
+
+def _live_variant(
+    variant: dict[str, Any],
+    fleet: Fleet,
+    spec: FleetSpec,
+    *,
+    containers: tuple[LiveContainer, ...] = (),
+    direct: bool = False,
+    models: ModelHost | None = None,
+) -> LiveVariant:
+    """What serves ``variant``: ``fleet``, launched from ``spec``, runs its (first) container;
+    the keywords are set for multi-container and multi-model variants."""
+    return LiveVariant(
+        name=variant["VariantName"],
+        weight=float(variant.get("InitialVariantWeight", 1.0)),
+        fleet=fleet,
+        container=spec.container.hostname,
+        routing=routing_strategy(variant),
+        containers=containers,
+        direct=direct,
+        models=models,
+    )
 
 
 def routing_strategy(variant: dict[str, Any]) -> str:

@@ -33,19 +33,15 @@ async def call_containers(
     """Call a multi-container variant: its pipeline in order, or the container named by
     TargetContainerHostname in Direct mode. ``call.timeout_s`` bounds the whole call."""
     deadline = _now() + call.timeout_s
-    variant = route.variant
-    if variant.direct:
-        return await call_container(invoker, route, named(route, request), call, deadline)
-    *inner, last = variant.containers
-    body, content_type = await _run(invoker, route, request, call, inner, deadline)
-    final = stage_request(call, request, route.endpoint, body, content_type, last=True)
+    last, final = await feed_last(invoker, route, request, call, deadline)
     return await call_container(invoker, route, last, final, deadline)
 
 
 async def feed_last(
     invoker: Invoker, route: Route, request: InvokeInput, call: ContainerRequest, deadline: float
 ) -> tuple[LiveContainer, ContainerRequest]:
-    """For a response stream: the container whose answer is streamed, and its request.
+    """The container whose answer is the caller's (called, streamed, or an async job's
+    result), and its request.
 
     In Serial mode every container but the last is called first (their answers buffered), by
     ``deadline`` on the event loop's clock; in Direct mode the named container gets ``call``.
@@ -93,10 +89,25 @@ async def call_container(
     call: ContainerRequest,
     deadline: float,
 ) -> ContainerResponse:
-    """Call one container of the variant by ``deadline`` and judge its answer."""
-    return await invoker.guard(
-        route, container.hostname, _call_fleet(invoker, route, container, call, deadline)
-    )
+    """Call one container of the variant by ``deadline`` and judge its answer. An instance
+    that refuses the connection never saw the call, so it goes to another."""
+
+    async def attempt() -> ContainerResponse:
+        delay = 0.005
+        while True:
+            instance = await pick_instance(invoker, route, container, deadline)
+            # A container reached after the deadline passed still gets a moment, so the
+            # failure reads as that container's timeout rather than as a call never made.
+            remaining = max(deadline - _now(), 0.001)
+            try:
+                return await instance.invoke(replace(call, timeout_s=remaining))
+            except ContainerRefused:
+                if _now() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    return await invoker.guard(route, container.hostname, attempt())
 
 
 async def pick_instance(
@@ -140,29 +151,6 @@ async def _run(
         reply = await call_container(invoker, route, container, stage, deadline)
         body, content_type = reply.body, reply.headers.get("content-type")
     return bytes(body), content_type
-
-
-async def _call_fleet(
-    invoker: Invoker,
-    route: Route,
-    container: LiveContainer,
-    call: ContainerRequest,
-    deadline: float,
-) -> ContainerResponse:
-    """An instance that refuses the connection never saw the call, so it goes to another."""
-    delay = 0.005
-    while True:
-        instance = await pick_instance(invoker, route, container, deadline)
-        # A container reached after the deadline passed still gets a moment, so the failure
-        # reads as that container's timeout rather than as a call never made.
-        remaining = max(deadline - _now(), 0.001)
-        try:
-            return await instance.invoke(replace(call, timeout_s=remaining))
-        except ContainerRefused:
-            if _now() >= deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def _now() -> float:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Generic, TypeVar
 
 from sagehost.core.errors import NoHealthyInstance
-from sagehost.core.ports import ContainerStream
+from sagehost.core.ports import ContainerRequest, ContainerResponse, ContainerStream, Instance
+
+Member = TypeVar("Member", bound=Instance)
 
 
 class FakeClock:
@@ -25,6 +28,48 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self._monotonic += seconds
+
+
+class FakeInstance:
+    """An ``Instance`` that records every call and answers 200 with its id as the body.
+
+    Tests give it other answers by overriding ``respond``; it is never called as a stream.
+    """
+
+    def __init__(self, instance_id: str, *, ready: bool = True) -> None:
+        self.instance_id = instance_id
+        self.ready = ready
+        self.outstanding = 0
+        self.calls: list[ContainerRequest] = []
+
+    async def invoke(self, request: ContainerRequest) -> ContainerResponse:
+        self.calls.append(request)
+        return await self.respond(request)
+
+    async def respond(self, request: ContainerRequest) -> ContainerResponse:
+        return ContainerResponse(200, {}, self.instance_id.encode())
+
+    def invoke_stream(
+        self, request: ContainerRequest
+    ) -> AbstractAsyncContextManager[ContainerStream]:
+        raise AssertionError(f"{self.instance_id} is not called as a stream here")
+
+
+class FakeFleet(Generic[Member]):
+    """A ``Fleet`` of the given instances, always ready; it only records that it stopped."""
+
+    def __init__(self, *instances: Member) -> None:
+        self.instances: list[Member] = list(instances)
+        self.stopped = False
+
+    async def wait_ready(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def scale(self, count: int) -> None:
+        pass
 
 
 class RecordingNotifier:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sagehost.testing.server import free_port
 
@@ -36,3 +38,29 @@ def running_moto(timeout: float = 30.0) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait()
+
+
+def moto_client(endpoint: str, service: str = "s3") -> Any:
+    """A boto3 client of the moto server at ``endpoint``."""
+    import boto3
+
+    session: Any = boto3.session.Session()
+    return session.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="moto",
+        aws_secret_access_key="moto",  # noqa: S106 - moto accepts any credentials
+    )
+
+
+def moto_environment(endpoint: str, *services: str) -> dict[str, str]:
+    """The environment of a sagehost server that reaches ``services`` (``S3``, ``SNS``) at
+    the moto server at ``endpoint``, with moto's credentials."""
+    return {
+        **os.environ,
+        **{f"AWS_ENDPOINT_URL_{service}": endpoint for service in services},
+        "AWS_ACCESS_KEY_ID": "moto",
+        "AWS_SECRET_ACCESS_KEY": "moto",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }

@@ -26,6 +26,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def write_credentials(path: Path, *accounts: tuple[str, ...]) -> Path:
+    """Write a ``--credentials`` file of ``accounts``, each (account id, access key id,
+    secret access key[, session token]), and return its path."""
+    fields = ("id", "access_key_id", "secret_access_key", "session_token")
+    tables = [
+        "[[account]]\n" + "".join(f'{k} = "{v}"\n' for k, v in zip(fields, account, strict=False))
+        for account in accounts
+    ]
+    path.write_text("\n".join(tables))
+    return path
+
+
 @dataclass
 class RunningServer:
     data_dir: Path
@@ -95,7 +107,17 @@ class RunningServer:
             self._log.close()
         return code
 
-    def client(self, service: str, **config: Any) -> Any:
+    def client(
+        self,
+        service: str,
+        *,
+        key: str = DEV_KEY,
+        secret: str = DEV_SECRET,
+        token: str | None = None,
+        region: str = "us-east-1",
+        **config: Any,
+    ) -> Any:
+        """A boto3 client of this server that never retries; ``config`` goes to its Config."""
         import boto3
         from botocore.config import Config
 
@@ -103,8 +125,9 @@ class RunningServer:
         return session.client(
             service,
             endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id=DEV_KEY,
-            aws_secret_access_key=DEV_SECRET,
+            region_name=region,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
             config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
         )
