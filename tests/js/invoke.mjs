@@ -1,5 +1,6 @@
 // InvokeEndpoint through the JS SDK v3; prints one JSON line:
-// {"body": utf-8 text, "contentType", "variant", "customAttributes", "requestId", "httpStatusCode", "error": null | {...}}
+// {"body": utf-8 text, "contentType", "variant", "customAttributes", "newSessionId", "closedSessionId",
+//  "requestId", "httpStatusCode", "error": null | {...}}
 // Usage: node invoke.mjs <endpoint_url> <endpoint_name> <json body> [--input=<json>]
 import { InvokeEndpointCommand } from "@aws-sdk/client-sagemaker-runtime";
 import { describeError, makeClient, parseArgs, printResult } from "./common.mjs";
@@ -11,6 +12,8 @@ const result = {
   contentType: null,
   variant: null,
   customAttributes: null,
+  newSessionId: null,
+  closedSessionId: null,
   requestId: null,
   httpStatusCode: null,
   error: null,
@@ -30,6 +33,8 @@ try {
   result.contentType = response.ContentType ?? null;
   result.variant = response.InvokedProductionVariant ?? null;
   result.customAttributes = response.CustomAttributes ?? null;
+  result.newSessionId = response.NewSessionId ?? null;
+  result.closedSessionId = response.ClosedSessionId ?? null;
   result.requestId = response.$metadata?.requestId ?? null;
   result.httpStatusCode = response.$metadata?.httpStatusCode ?? null;
 } catch (error) {
