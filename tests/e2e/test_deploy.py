@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -317,3 +318,76 @@ def test_in_progress_endpoint_cannot_be_updated_or_deleted(sm: Any) -> None:
         assert error.value.response["Error"]["Code"] == "ValidationException"
         assert error.value.response["Error"]["Message"] == expected
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+
+
+def pids(rt: Any, name: str, variant: str, calls: int = 30) -> set[int]:
+    """The worker processes that answered ``calls`` calls to ``variant``."""
+    return {
+        json.loads(
+            rt.invoke_endpoint(
+                EndpointName=name,
+                TargetVariant=variant,
+                Body=b"x",
+                Accept="application/x-inspect",
+            )["Body"].read()
+        )["pid"]
+        for _ in range(calls)
+    }
+
+
+def test_weights_and_capacities_change_in_place(sm: Any, rt: Any) -> None:
+    name = unique("inplace")
+    deploy(
+        sm,
+        name,
+        variants=[
+            {"VariantName": "A", "ModelName": name, "InitialInstanceCount": 1},
+            {"VariantName": "B", "ModelName": name, "InitialInstanceCount": 1},
+        ],
+    )
+    first_a, first_b = pids(rt, name, "A"), pids(rt, name, "B")
+    assert len(first_a) == 1 and len(first_b) == 1
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "A", "DesiredWeight": 0},
+            {"VariantName": "B", "DesiredInstanceCount": 2},
+        ],
+    )
+    described = sm.describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "InService"
+    variants = {v["VariantName"]: v for v in described["ProductionVariants"]}
+    assert variants["A"]["CurrentWeight"] == 0.0
+    assert variants["B"]["CurrentInstanceCount"] == 2
+    # The same processes go on serving: nothing was redeployed, B only gained one.
+    assert pids(rt, name, "A") == first_a
+    grown = pids(rt, name, "B")
+    assert len(grown) == 2 and first_b < grown
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "B", "DesiredInstanceCount": 1}],
+    )
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    assert len(pids(rt, name, "B")) == 1
+    with pytest.raises(ClientError) as error:
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName=name,
+            DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredInstanceCount": 0}],
+        )
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert error.value.response["Error"]["Message"] == (
+        "Variant A cannot have 0 instances: only the variants of an endpoint for inference "
+        "components scale to zero."
+    )
+
+
+def test_a_failed_update_of_a_failed_endpoint_leaves_it_failed(sm: Any) -> None:
+    name = unique("refail")
+    assert deploy(sm, name, model_dir=MODELS / "broken", wait=False)["EndpointStatus"] == "Failed"
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 2}],
+    )
+    described = sm.describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "Failed"
+    assert "weights file is corrupt: checksum mismatch" in described["FailureReason"]

@@ -14,7 +14,7 @@ import pytest
 
 from sagehost.testing.server import RunningServer
 from tests.e2e import restartable
-from tests.e2e.conftest import deploy, unique
+from tests.e2e.conftest import MODELS, deploy, unique
 
 
 def pid_alive(pid: int) -> bool:
@@ -175,3 +175,38 @@ def test_update_under_load_fails_no_invocation(sm: Any, rt: Any) -> None:
     assert failures == []
     assert variants[0] == "AllTraffic"
     assert variants[-1] == "Next"
+
+
+def test_an_update_interrupted_by_a_restart_is_reported(own_server: RunningServer) -> None:
+    sm = own_server.client("sagemaker")
+    name = unique("interrupted")
+    deploy(sm, name)
+    slow = f"{name}-slow"
+    sm.create_model(
+        ModelName=slow,
+        PrimaryContainer={
+            "Image": "sagehost/python",
+            "ModelDataUrl": (MODELS / "behave").as_uri(),
+            "Environment": {"LOAD_DELAY": "60"},
+        },
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=slow,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": slow, "InitialInstanceCount": 1}
+        ],
+    )
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=slow)
+    assert sm.list_endpoints(NameContains=name)["Endpoints"][0]["EndpointStatus"] == "Updating"
+    assert own_server.stop(signal.SIGTERM) == 0
+    own_server.start()
+    sm = own_server.client("sagemaker")
+    described = sm.describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == name
+    assert described["FailureReason"] == (
+        f"The update to endpoint configuration {slow} was interrupted when sagehost stopped; "
+        "the endpoint serves its previous configuration. Update it again."
+    )
+    reply = own_server.client("sagemaker-runtime").invoke_endpoint(EndpointName=name, Body=b"x")
+    assert reply["Body"].read() == b"x"

@@ -163,6 +163,8 @@ class Endpoints:
         return {"EndpointArn": record["EndpointArn"]}
 
     async def update_weights(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        """Weights and instance counts change in place: the fleets grow or shrink and keep
+        their instances (and so their sessions and loaded models); no new fleet is started."""
         name = params["EndpointName"]
         record = self._store.get(caller, Kind.ENDPOINT, name)
         variants = {v["VariantName"]: v for v in record["_config"]["ProductionVariants"]}
@@ -172,6 +174,13 @@ class Endpoints:
                 raise InvalidRequest(
                     f"The variant name(s) [{change['VariantName']}] is/are not present "
                     f'in the endpoint "{record["EndpointArn"]}".'
+                )
+            if change.get("DesiredInstanceCount") == 0 and variants[change["VariantName"]].get(
+                "ModelName"
+            ):
+                raise InvalidRequest(
+                    f"Variant {change['VariantName']} cannot have 0 instances: only the "
+                    "variants of an endpoint for inference components scale to zero."
                 )
         config = dict(record["_config"])
         config["ProductionVariants"] = [dict(v) for v in config["ProductionVariants"]]
@@ -190,8 +199,42 @@ class Endpoints:
             "_models": record["_models"],
         }
         self._save(caller.account, record)
-        self._start(caller.account, name, self._deploy_update(caller.account, name))
+        self._start(caller.account, name, self._resize(caller.account, name))
         return {"EndpointArn": record["EndpointArn"]}
+
+    async def _resize(self, account: str, name: str) -> None:
+        record = self._record(account, name)
+        live = self._directory.get(account, name)
+        if live is None or not live.variants or live.component_based:
+            # Nothing is serving (a Failed endpoint): deploy the new config as an update does.
+            await self._deploy_update(account, name)
+            return
+        wanted = {v["VariantName"]: v for v in record["_pending"]["_config"]["ProductionVariants"]}
+        before = {v["VariantName"]: v for v in record["_config"]["ProductionVariants"]}
+
+        def count(variant: dict[str, Any]) -> int:
+            return int(variant.get("InitialInstanceCount") or 1)
+
+        resized = [v for v in live.variants if count(wanted[v.name]) != count(before[v.name])]
+        try:
+            for variant in resized:
+                for fleet in variant.fleets():
+                    await fleet.scale(count(wanted[variant.name]))
+            await asyncio.gather(*(f.wait_ready() for v in resized for f in v.fleets()))
+        except DeploymentFailed as failure:
+            for variant in resized:
+                for fleet in variant.fleets():
+                    await fleet.scale(count(before[variant.name]))
+            self._fail(account, name, E.UPDATE_FAILED, failure.message)
+            return
+        # The new weights apply once the new capacity serves.
+        for variant in live.variants:
+            variant.weight = float(wanted[variant.name].get("InitialVariantWeight", 1.0))
+        live.set_variants(live.variants)
+        record = self._record(account, name)
+        record["_config"] = record.pop("_pending")["_config"]
+        record.pop("FailureReason", None)
+        self._transition(account, record, E.UPDATE_DONE)
 
     async def delete(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         name = params["EndpointName"]
@@ -215,7 +258,13 @@ class Endpoints:
             if status is S.DELETING:
                 self._store.catalog.delete(account, Kind.ENDPOINT.value, name)
                 continue
-            record.pop("_pending", None)
+            interrupted = record.pop("_pending", None)
+            if interrupted is not None:
+                record["FailureReason"] = (
+                    f"The update to endpoint configuration {interrupted['EndpointConfigName']} "
+                    "was interrupted when sagehost stopped; the endpoint serves its previous "
+                    "configuration. Update it again."
+                )
             live = LiveEndpoint(
                 account=account,
                 name=name,
@@ -335,7 +384,6 @@ class Endpoints:
         if live is not None:
             live.set_variants(fleets.variants)
             self._observe(live, record["_config"], fleets.shadows)
-        record.pop("FailureReason", None)
         self._transition(account, record, E.DEPLOYED)
 
     async def _deploy_update(self, account: str, name: str) -> None:
@@ -441,6 +489,10 @@ class Endpoints:
 
     def _fail(self, account: str, name: str, event: EndpointEvent, reason: str) -> None:
         record = self._record(account, name)
+        live = self._directory.get(account, name)
+        nothing_serves = live is None or not (live.variants or live.component_based)
+        if event is E.UPDATE_FAILED and nothing_serves:
+            event = E.DEPLOY_FAILED  # no old fleet to fall back on: the endpoint failed
         record.pop("_pending", None)
         record["FailureReason"] = reason[-MAX_FAILURE_REASON:]
         log.warning("endpoint %s: %s", name, reason)

@@ -44,6 +44,8 @@ _TRANSITIONS: dict[tuple[EndpointStatus, EndpointEvent], EndpointStatus] = {
     ): S.UPDATING,  # (sagehost) AWS leaves this undocumented; allow a fix-forward
     (S.UPDATING, E.UPDATE_DONE): S.IN_SERVICE,
     (S.UPDATING, E.UPDATE_FAILED): S.IN_SERVICE,  # (sagehost) old fleet kept, FailureReason set
+    # (sagehost) an update of a Failed endpoint failed too: no old fleet serves, so it stays Failed
+    (S.UPDATING, E.DEPLOY_FAILED): S.FAILED,
     (S.SYSTEM_UPDATING, E.DEPLOYED): S.IN_SERVICE,
     (S.SYSTEM_UPDATING, E.DEPLOY_FAILED): S.FAILED,
     (S.IN_SERVICE, E.DELETE): S.DELETING,
