@@ -6,7 +6,11 @@ import pytest
 
 from sagehost.core.endpoint_states import (
     EndpointEvent as E,
+)
+from sagehost.core.endpoint_states import (
     EndpointStatus as S,
+)
+from sagehost.core.endpoint_states import (
     IllegalTransition,
     advance,
 )
