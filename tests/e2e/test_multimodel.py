@@ -27,6 +27,7 @@ from tests.e2e.multimodel_helpers import (
     mme_endpoint,
     wait_for,
 )
+from tests.e2e.signed import own_call
 
 
 def error_of(call: Any) -> dict[str, Any]:
@@ -67,7 +68,9 @@ def test_a_plain_path_prefix_and_the_model_names_the_container_sees(
     assert (model["TargetModel"], model["State"], model["Pinned"]) == ("m.tar.gz", "Loaded", False)
 
 
-def test_missing_unknown_and_unsafe_target_models(sm: Any, rt: Any, tmp_path: Path) -> None:
+def test_missing_unknown_and_unsafe_target_models(
+    sm: Any, rt: Any, server: RunningServer, tmp_path: Path
+) -> None:
     name, prefix, _ = mme_endpoint(sm, tmp_path, "mme-errors", "a.tar.gz")
     cases = {
         None: f"Endpoint {name} of account {DEV_ACCOUNT} is a multi-model endpoint; "
@@ -76,6 +79,8 @@ def test_missing_unknown_and_unsafe_target_models(sm: Any, rt: Any, tmp_path: Pa
         f"{prefix.as_uri()}/nope.tar.gz.",
         "../a.tar.gz": "TargetModel ../a.tar.gz is not a valid model path: it must be relative "
         "to the endpoint's model data prefix, without empty, '.' or '..' segments.",
+        "a" * 300 + ".tar.gz": f"TargetModel {'a' * 300}.tar.gz is not a valid model path: "
+        "each of its segments must be at most 255 bytes long.",
     }
     for target, message in cases.items():
         params = {"EndpointName": name, "Body": b"x"}
@@ -85,6 +90,19 @@ def test_missing_unknown_and_unsafe_target_models(sm: Any, rt: Any, tmp_path: Pa
         assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert response["Error"]["Code"] == "ValidationError"
         assert response["Error"]["Message"] == message
+    # sagehost's own LoadModels refuses what InvokeEndpoint's header never carries, pinning nothing.
+    status, answer = own_call(
+        server,
+        "SageHost.LoadModels",
+        {"EndpointName": name, "TargetModels": ["a.tar.gz", "a\x00b.tar.gz"], "Pin": True},
+    )
+    assert (status, answer["__type"], answer["Message"]) == (
+        400,
+        "ValidationException",
+        "TargetModel a\\x00b.tar.gz is not a valid model path: "
+        "it must not contain control characters.",
+    )
+    assert loaded(server, name)["PinnedModels"] == []
     # The endpoint still serves the model that exists.
     assert invoke(rt, name, "a.tar.gz")["ident"] == "a.tar.gz"
 

@@ -37,8 +37,7 @@ def test_a_model_goes_where_there_is_room_on_the_least_busy_instance() -> None:
 def test_the_least_recently_used_model_is_evicted_first() -> None:
     cache = ModelCache(budget=30)
     loaded(cache, "i0", "a", "b", "c")
-    cache.begin_call("i0", "a")  # a is now the most recently used
-    cache.end_call("i0", "a")
+    cache.end_call("i0", cache.begin_call("i0", "a"))  # a is now the most recently used
     placement = cache.place("d", 10, ONE)
     assert placement == Placement("i0", ("b",))
     assert cache.copy("i0", "b").state is CopyState.UNLOADING  # type: ignore[union-attr]
@@ -54,12 +53,12 @@ def test_pinned_and_busy_models_are_never_evicted() -> None:
     cache = ModelCache(budget=30)
     loaded(cache, "i0", "a", "b", "c")
     cache.pin("a")
-    cache.begin_call("i0", "b")
+    call = cache.begin_call("i0", "b")
     assert cache.place("d", 10, ONE) == Placement("i0", ("c",))
     cache.remove("i0", "c")
     # Only a (pinned) and b (a call in flight) remain, with d loading: nothing can go.
     assert cache.place("e", 10, ONE) is None
-    assert cache.end_call("i0", "b") == 0
+    assert cache.end_call("i0", call) is True
     cache.loaded("i0", "d")
     assert cache.place("e", 10, ONE) == Placement("i0", ("b",))
     assert cache.unpin("a") is True
@@ -79,10 +78,8 @@ def test_evictions_come_from_the_instance_with_the_oldest_models() -> None:
     cache = ModelCache(budget=20)
     loaded(cache, "i0", "a", "b")
     loaded(cache, "i1", "c", "d")
-    cache.begin_call("i0", "a")
-    cache.end_call("i0", "a")
-    cache.begin_call("i0", "b")
-    cache.end_call("i0", "b")
+    cache.end_call("i0", cache.begin_call("i0", "a"))
+    cache.end_call("i0", cache.begin_call("i0", "b"))
     placement = cache.place("e", 10, [Candidate("i0", 0), Candidate("i1", 9)])
     assert placement == Placement("i1", ("c",))
 
@@ -112,12 +109,27 @@ def test_spare_finds_room_without_eviction_only() -> None:
 def test_remove_forgets_and_end_call_on_a_gone_copy_is_harmless() -> None:
     cache = ModelCache(budget=20)
     loaded(cache, "i0", "a")
-    cache.begin_call("i0", "a")
+    call = cache.begin_call("i0", "a")
     removed = cache.remove("i0", "a")
-    assert removed is not None and removed.in_use == 1
-    assert cache.end_call("i0", "a") == 0
+    assert removed is call and removed.in_use == 1
+    assert cache.end_call("i0", call) is False
     assert cache.remove("i0", "a") is None
     assert cache.instances() == []
+
+
+def test_a_call_ends_on_the_copy_it_began_on() -> None:
+    cache = ModelCache(budget=20)
+    loaded(cache, "i0", "a")
+    lost = cache.begin_call("i0", "a")
+    assert cache.discard("i0", lost) is True
+    loaded(cache, "i0", "a")  # loaded again: a new copy
+    again = cache.begin_call("i0", "a")
+    assert cache.end_call("i0", lost) is False
+    assert (again.in_use, cache.victims("i0", 1)) == (1, None)
+    assert cache.end_call("i0", again) is True
+    assert (again.in_use, cache.victims("i0", 1)) == (0, ["a"])
+    assert cache.discard("i0", lost) is False  # a stale copy never removes the new one
+    assert cache.copy("i0", "a") is again
 
 
 @pytest.mark.parametrize("target", ["m.tar.gz", "sub/dir/m.tar.gz", "a b/c%d#e?.tgz", "dir"])
@@ -135,6 +147,31 @@ def test_target_models_leaving_the_prefix_are_refused(target: str) -> None:
         f"TargetModel {target} is not a valid model path: it must be relative to the "
         "endpoint's model data prefix, without empty, '.' or '..' segments."
     )
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("a\x00b.tar.gz", "it must not contain control characters"),
+        ("m.tar.gz\n", "it must not contain control characters"),
+        ("a\x7fb", "it must not contain control characters"),
+        ("a" * 256, "each of its segments must be at most 255 bytes long"),
+        ("d/" + "\u00e9" * 128, "each of its segments must be at most 255 bytes long"),
+        ("d/" * 512 + "m", "it must be at most 1024 characters long"),
+    ],
+)
+def test_target_models_no_file_system_could_hold_are_refused(target: str, reason: str) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        check_target_model(target)
+    shown = target.encode("unicode_escape").decode("ascii") if "it must not" in reason else target
+    assert error.value.message == f"TargetModel {shown} is not a valid model path: {reason}."
+
+
+def test_the_longest_segment_and_path_are_valid() -> None:
+    check_target_model("a" * 255)
+    check_target_model("d/" + "\u00e9" * 127 + "a")
+    check_target_model("/".join(["a" * 255] * 3) + "/abc")
+    check_target_model("d/" * 511 + "mm")
 
 
 def test_model_names_are_stable_opaque_hashes() -> None:

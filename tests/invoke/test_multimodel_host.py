@@ -16,15 +16,20 @@ from typing import Any
 import pytest
 
 from sagehost.clock import SystemClock
+from sagehost.core.endpoint_states import EndpointStatus
 from sagehost.core.errors import (
     ContainerRefused,
+    ContainerTimeout,
     InvalidRequest,
     ModelFailed,
     ModelNotReady,
     NoHealthyInstance,
 )
+from sagehost.core.invocation import Caller
+from sagehost.core.live import LiveEndpoint, LiveVariant
 from sagehost.core.multimodel import MultiModelSpec, model_name
 from sagehost.core.ports import ContainerRequest, ContainerResponse
+from sagehost.invoke.loaded_models import LoadedModels
 from sagehost.invoke.multimodel import HOT_OUTSTANDING, MultiModelHost
 from sagehost.storage.model_files import ModelFileCache
 from sagehost.testing.fakes import FakeFleet, FakeInstance
@@ -454,4 +459,117 @@ async def test_an_unreadable_artifact_is_a_model_error(tmp_path: Path) -> None:
         f"Could not fetch model bad.tar.gz for container primary: Model data "
         f"{(tmp_path / 'models').as_uri()}/bad.tar.gz is not a valid .tar.gz archive"
     )
+    await models.close()
+
+
+def models_on(models: MultiModelHost, instance: int = 0) -> list[dict[str, Any]]:
+    view: Any = models.describe()
+    found: list[dict[str, Any]] = view["Instances"][instance]["Models"]
+    return found
+
+
+@run
+async def test_a_load_cut_by_the_load_timeout_leaves_no_reservation(tmp_path: Path) -> None:
+    make_models(tmp_path / "models", "m0")
+    container = FakeContainer("i0", load_delay=5.0)  # ignores its request's timeout
+    models = host(tmp_path, container, load_timeout_s=1.0)
+    with pytest.raises(ModelFailed) as error:
+        await models.invoke("m0.tar.gz", call(timeout_s=3))
+    assert (error.value.status, error.value.message) == (
+        0,
+        "Model m0.tar.gz did not finish loading into container primary within 1 seconds.",
+    )
+    view: Any = models.describe()
+    assert (models_on(models), view["Instances"][0]["MemoryUsedBytes"]) == ([], 0)
+    assert view["Disk"] == [{"TargetModel": "m0.tar.gz", "SizeBytes": charge("m0"), "Holders": 0}]
+    # The container is told to drop whatever it half loaded.
+    await until(lambda: any(c.method == "DELETE" for c in container.calls))
+    assert [(c.method, c.path) for c in container.calls] == [
+        ("POST", "/models"),
+        ("DELETE", f"/models/{model_name('m0.tar.gz')}"),
+    ]
+    container.load_delay = 0.0
+    assert await ident(models, "m0.tar.gz") == "m0"
+    assert container.loads == ["m0"]
+    await models.close()
+
+
+@run
+async def test_a_load_request_times_out_before_the_whole_load_does(tmp_path: Path) -> None:
+    make_models(tmp_path / "models", "m0")
+    container = FakeContainer("i0")
+
+    async def slow_load(request: ContainerRequest) -> ContainerResponse:
+        if request.method == "POST" and request.path == "/models":
+            await asyncio.sleep(request.timeout_s)
+            raise ContainerTimeout(f"The container did not answer within {request.timeout_s:g}.")
+        return await FakeContainer.respond(container, request)
+
+    container.respond = slow_load  # type: ignore[method-assign]
+    models = host(tmp_path, container, load_timeout_s=2.0)
+    with pytest.raises(ModelFailed) as error:
+        await models.invoke("m0.tar.gz", call(timeout_s=5))
+    assert error.value.message == (
+        "Model m0.tar.gz did not finish loading into container primary within 2 seconds."
+    )
+    load = container.calls[0]
+    assert (load.method, load.path) == ("POST", "/models")
+    assert 0.5 < load.timeout_s < 2.0
+    assert models_on(models) == []
+    await until(lambda: len(container.calls) == 2)
+    assert (container.calls[1].method, container.calls[1].path) == (
+        "DELETE",
+        f"/models/{model_name('m0.tar.gz')}",
+    )
+    await models.close()
+
+
+@run
+async def test_a_call_on_a_lost_copy_does_not_count_against_its_reload(tmp_path: Path) -> None:
+    make_models(tmp_path / "models", "m0")
+    container = FakeContainer("i0")
+    models = host(tmp_path, container, models_fit=1)
+    assert await ident(models, "m0.tar.gz") == "m0"
+    container.hold = asyncio.Event()
+    first = asyncio.ensure_future(ident(models, "m0.tar.gz"))
+    await until(lambda: container.outstanding == 1)
+    assert models_on(models)[0]["InFlight"] == 1
+    container.models.clear()  # the container lost the model: the next call reloads it
+    second = asyncio.ensure_future(ident(models, "m0.tar.gz"))
+    await until(lambda: container.loads == ["m0", "m0"] and container.outstanding == 2)
+    assert models_on(models)[0]["InFlight"] == 1  # only the second call is on the new copy
+    container.hold.set()
+    assert list(await asyncio.gather(first, second)) == ["m0", "m0"]
+    assert [(m["State"], m["InFlight"]) for m in models_on(models)] == [("Loaded", 0)]
+    # Idle again, so a model that needs its room evicts it.
+    make_models(tmp_path / "models", "m1")
+    assert await ident(models, "m1.tar.gz") == "m1"
+    assert container.unloads == [model_name("m0.tar.gz")]
+    await models.close()
+
+
+@run
+async def test_load_models_keeps_no_pin_for_a_load_given_up_or_a_bad_name(tmp_path: Path) -> None:
+    make_models(tmp_path / "models", "m0")
+    container = FakeContainer("i0", load_delay=5.0)
+    models = host(tmp_path, container)
+    endpoint = LiveEndpoint("000000000000", "ep", "us-east-1", EndpointStatus.IN_SERVICE)
+    endpoint.set_variants((LiveVariant("AllTraffic", 1.0, FakeFleet(container), models=models),))
+    operations = LoadedModels(lambda caller, name: endpoint)
+    caller = Caller("000000000000", "us-east-1")
+    params: dict[str, Any] = {"EndpointName": "ep", "TargetModels": ["m0.tar.gz"], "Pin": True}
+    request = asyncio.ensure_future(operations.load(caller, params))
+    await until(lambda: models.pinned("m0.tar.gz"))
+    request.cancel()  # the caller gave up while the model was loading
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert models.pinned("m0.tar.gz") is False
+    params["TargetModels"] = ["m0.tar.gz", "a\x00b.tar.gz"]
+    with pytest.raises(InvalidRequest) as error:
+        await operations.load(caller, params)
+    assert error.value.message == (
+        "TargetModel a\\x00b.tar.gz is not a valid model path: "
+        "it must not contain control characters."
+    )
+    assert models.describe()["PinnedModels"] == []
     await models.close()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sagehost.core.errors import DeploymentFailed
-from sagehost.storage.artifacts import fetch_model_data
+from sagehost.storage.artifacts import ModelDataNotFound, fetch_model_data
 from sagehost.testing.moto import running_moto
 
 FILES = {"model.json": b'{"w": [1, 2]}', "code/inference.py": b"def model_fn(d):\n    return d\n"}
@@ -119,6 +119,14 @@ def test_missing_path_names_the_url(tmp_path: Path) -> None:
     assert failed.value.message == (
         f"Could not find model data at file://{missing}: no such file or directory."
     )
+
+
+def test_a_path_no_file_system_could_hold_is_not_found(tmp_path: Path) -> None:
+    too_long = tmp_path / ("a" * 300 + ".tar.gz")
+    for url in (str(too_long), too_long.as_uri()):
+        with pytest.raises(ModelDataNotFound) as error:
+            fetch(url, tmp_path / "cache")
+        assert error.value.message == f"Could not find model data at {url}: File name too long."
 
 
 def test_other_files_and_schemes_are_refused(tmp_path: Path) -> None:

@@ -197,6 +197,31 @@ async def test_the_store_sweeps_what_a_previous_run_left(tmp_path: Path) -> None
     await second.close()
 
 
+@run
+async def test_variants_with_the_same_fleet_key_never_share_a_cache(tmp_path: Path) -> None:
+    prefix = tmp_path / "models"
+    model(prefix, "m.tar.gz", 100)
+    root = tmp_path / "multimodel"
+    store = ModelFileStore(root)
+    spec = MultiModelSpec(
+        key="acct-ep-g1-v",
+        prefix=prefix.as_uri(),
+        container="primary",
+        memory_budget=1,
+        disk_budget=1 << 20,
+    )
+    first, second = store.cache(spec), store.cache(spec)
+    held = await first.acquire("m.tar.gz")
+    other = await second.acquire("m.tar.gz")
+    assert held.path != other.path
+    assert held.path.is_relative_to(root) and other.path.is_relative_to(root)
+    await second.close()  # the other variant stopping deletes only its own files
+    assert (held.path / "ident.txt").read_bytes() == b"m.tar.gz"
+    assert not other.path.exists()
+    await first.close()
+    assert not held.path.exists()
+
+
 def test_tree_size_counts_regular_files_only(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_bytes(b"12345")

@@ -267,7 +267,12 @@ class InferenceComponents:
         try:
             live = await self._launch(account, record, record["_model"], copy_count(record))
         except DeploymentFailed as failure:
-            self._fail(account, record, failure.message)
+            if self._still_wanted(account, record):
+                self._fail(account, record, failure.message)
+            return
+        if not self._still_wanted(account, record):
+            # Deleted while its copies were starting: the deletion found nothing to stop.
+            await live.serving.stop()
             return
         live.status = record["InferenceComponentStatus"]
         endpoint = self._directory.get(account, record["EndpointName"])
@@ -277,6 +282,17 @@ class InferenceComponents:
             return
         endpoint.components[name.lower()] = live
         self._start(account, name, self._settle_new(account, name, live))
+
+    def _still_wanted(self, account: str, record: dict[str, Any]) -> bool:
+        """Whether the component ``record`` was read from still exists and is not being
+        deleted (a component deleted and created again under its name is another one)."""
+        current = self._find(account, record["InferenceComponentName"])
+        return (
+            current is not None
+            and current["InferenceComponentStatus"] != C.DELETING
+            and current["InferenceComponentArn"] == record["InferenceComponentArn"]
+            and current["CreationTime"] == record["CreationTime"]
+        )
 
     async def _settle_new(self, account: str, name: str, live: LiveComponent) -> None:
         async with self._lock(account, name):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from sagehost.core.errors import InvalidRequest
 from sagehost.core.live import ModelHost
@@ -21,6 +21,8 @@ from sagehost.core.ports import Fleet
 MIB = 1024 * 1024
 # How long a load may go on in the background after the call that started it gave up (§7.3).
 LOAD_TIMEOUT_S = 360.0
+MAX_TARGET_MODEL = 1024
+MAX_SEGMENT_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,26 @@ def model_name(target_model: str) -> str:
 
 def check_target_model(target_model: str) -> None:
     """A TargetModel must name something below the prefix: a relative path with no empty,
-    ``.`` or ``..`` segment (an absolute path starts with an empty one)."""
-    if any(part in ("", ".", "..") for part in target_model.split("/")):
-        raise InvalidRequest(
-            f"TargetModel {target_model} is not a valid model path: it must be relative to the "
-            "endpoint's model data prefix, without empty, '.' or '..' segments."
+    ``.`` or ``..`` segment (an absolute path starts with an empty one), and one a file system
+    can hold: no control character, no segment longer than 255 bytes (NAME_MAX), 1024
+    characters at most (InvokeEndpoint's own limit, applied to ``SageHost.LoadModels`` too)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target_model):
+        shown = target_model.encode("unicode_escape").decode("ascii")
+        _refuse(shown, "it must not contain control characters")
+    if len(target_model) > MAX_TARGET_MODEL:
+        _refuse(target_model, f"it must be at most {MAX_TARGET_MODEL} characters long")
+    parts = target_model.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        _refuse(
+            target_model,
+            "it must be relative to the endpoint's model data prefix, without empty, '.' or "
+            "'..' segments",
         )
+    if any(len(part.encode()) > MAX_SEGMENT_BYTES for part in parts):
+        _refuse(
+            target_model, f"each of its segments must be at most {MAX_SEGMENT_BYTES} bytes long"
+        )
+
+
+def _refuse(shown: str, reason: str) -> NoReturn:
+    raise InvalidRequest(f"TargetModel {shown} is not a valid model path: {reason}.")

@@ -19,6 +19,7 @@ from typing import Any
 from sagehost.core.errors import InvalidRequest, SagehostError
 from sagehost.core.invocation import Caller
 from sagehost.core.live import LiveEndpoint, LiveVariant
+from sagehost.core.multimodel import check_target_model
 from sagehost.invoke.multimodel import MultiModelHost
 
 MAX_TARGET_MODELS = 100
@@ -103,6 +104,9 @@ def _targets(params: dict[str, Any]) -> list[str]:
         raise InvalidRequest(
             f"TargetModels must be a list of 1 to {MAX_TARGET_MODELS} model paths."
         )
+    # A name no file system could hold is the caller's error: refuse the whole request.
+    for target in targets:
+        check_target_model(target)
     return list(dict.fromkeys(targets))
 
 
@@ -111,9 +115,12 @@ async def _load(variant: str, host: MultiModelHost, target: str, pin: bool) -> d
     was_pinned = host.pinned(target)
     try:
         await host.preload(target, pin=pin)
-    except SagehostError as error:
+    except BaseException as error:
+        # A pin is kept only for a model that loaded.
         if pin and not was_pinned:
             host.unpin(target)
+        if not isinstance(error, SagehostError):
+            raise
         outcome.update(Status="Failed", FailureReason=error.message)
     else:
         outcome["Status"] = "Loaded"

@@ -162,10 +162,10 @@ class ModelCache:
 
     # -- changes ------------------------------------------------------------------------------
 
-    def reserve(self, instance_id: str, target: str, charge: int) -> None:
-        self._copies.setdefault(instance_id, {})[target] = Copy(
-            target, charge, CopyState.LOADING, last_used=self._next_tick()
-        )
+    def reserve(self, instance_id: str, target: str, charge: int) -> Copy:
+        copy = Copy(target, charge, CopyState.LOADING, last_used=self._next_tick())
+        self._copies.setdefault(instance_id, {})[target] = copy
+        return copy
 
     def loaded(self, instance_id: str, target: str) -> None:
         copy = self._copies[instance_id][target]
@@ -185,18 +185,30 @@ class ModelCache:
             del self._copies[instance_id]
         return copy
 
-    def begin_call(self, instance_id: str, target: str) -> None:
+    def current(self, instance_id: str, copy: Copy) -> bool:
+        """Whether ``copy`` is still the instance's copy of its model: a copy declared lost and
+        loaded again is a new object."""
+        return self.copy(instance_id, copy.target) is copy
+
+    def discard(self, instance_id: str, copy: Copy) -> bool:
+        """Forget ``copy`` if it is still current; False if it was already gone (or replaced)."""
+        if not self.current(instance_id, copy):
+            return False
+        self.remove(instance_id, copy.target)
+        return True
+
+    def begin_call(self, instance_id: str, target: str) -> Copy:
+        """One call more on the instance's copy of ``target``: hand the copy back to
+        :meth:`end_call`, so the call ends on the copy it began on."""
         copy = self._copies[instance_id][target]
         copy.in_use += 1
         copy.last_used = self._next_tick()
+        return copy
 
-    def end_call(self, instance_id: str, target: str) -> int:
-        """One call fewer on the copy; returns how many remain (0 if the copy is gone)."""
-        copy = self.copy(instance_id, target)
-        if copy is None:
-            return 0
+    def end_call(self, instance_id: str, copy: Copy) -> bool:
+        """One call fewer on ``copy``; True if it is still current and now idle."""
         copy.in_use -= 1
-        return copy.in_use
+        return copy.in_use == 0 and self.current(instance_id, copy)
 
     def pin(self, target: str) -> None:
         self._pins.add(target)

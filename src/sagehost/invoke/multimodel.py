@@ -36,13 +36,17 @@ from sagehost.core.multimodel import (
 )
 from sagehost.core.ports import Clock, ContainerRequest, ContainerResponse, Fleet, Instance
 from sagehost.invoke import model_api as api
-from sagehost.invoke.model_cache import Candidate, CopyState, ModelCache
+from sagehost.invoke.model_cache import Candidate, Copy, CopyState, ModelCache
 
 log = logging.getLogger("sagehost.invoke")
 
 # Calls in flight on every instance holding a model before it is loaded on one more instance.
 HOT_OUTSTANDING = 4
 MAX_REMEMBERED_PATHS = 4096
+# A load's POST gives up this long before the whole load's budget ends, so that a slow load
+# normally ends as the container's timeout (its copy forgotten at once) rather than as a
+# cancellation of the whole load task.
+LOAD_MARGIN_S = 1.0
 
 
 class MultiModelHost:
@@ -86,7 +90,7 @@ class MultiModelHost:
             if remaining <= 0:
                 raise api.not_ready(self.spec.container, target_model)
             instance_id = instance.instance_id
-            self._cache.begin_call(instance_id, target_model)
+            copy = self._cache.begin_call(instance_id, target_model)
             try:
                 reply = await instance.invoke(
                     ContainerRequest(
@@ -100,20 +104,24 @@ class MultiModelHost:
                 )
             except ContainerRefused:
                 # The instance went down, and the model with it: load it elsewhere, once.
-                self._lost(instance_id, target_model)
+                self._lost(instance_id, copy)
                 if retried:
                     raise
                 retried = True
                 continue
             finally:
-                if self._cache.end_call(instance_id, target_model) == 0:
+                if self._cache.end_call(instance_id, copy):
                     self._after_calls(instance, target_model)
             if (
                 reply.status == 404
                 and not retried
-                and not await self._still_loaded(instance, target_model)
+                # A copy another call already found lost: this 404 is the container's too.
+                and (
+                    not self._cache.current(instance_id, copy)
+                    or not await self._still_loaded(instance, target_model)
+                )
             ):
-                self._lost(instance_id, target_model)
+                self._lost(instance_id, copy)
                 retried = True
                 continue
             return reply
@@ -239,7 +247,11 @@ class MultiModelHost:
     # -- loading ------------------------------------------------------------------------------
 
     async def _load(self, target: str) -> str:
-        """The one load of ``target``: returns the id of the instance now holding it."""
+        """The one load of ``target``: returns the id of the instance now holding it.
+
+        The files' hold taken here passes to the copy once it is loaded; until then a
+        LOADING copy owns none, so whoever forgets it early never releases the files."""
+        deadline = self._clock.monotonic() + self.spec.load_timeout_s
         try:
             async with asyncio.timeout(self.spec.load_timeout_s):
                 await self._unloaded(target)
@@ -248,21 +260,21 @@ class MultiModelHost:
                 except DeploymentFailed as error:
                     raise api.fetch_failed(self.spec.container, target, error.message) from None
                 try:
-                    return await self._place(local)
+                    return await self._place(local, deadline)
                 except BaseException:
                     self._files.release(target)
                     raise
         except TimeoutError:
-            raise api.load_timed_out(
-                self.spec.container, target, self.spec.load_timeout_s
-            ) from None
+            raise self._timed_out(target) from None
 
-    async def _place(self, local: LocalModel) -> str:
+    async def _place(self, local: LocalModel, deadline: float) -> str:
         target = local.target_model
         refused: set[str] = set()  # instances that answered 507 with nothing left to unload
         delay = 0.01
         wait_until = self._clock.monotonic() + self._instance_wait_s
         while True:
+            # The container may still be dropping an abandoned load of the model.
+            await self._unloaded(target)
             self._prune()
             holder = self._holder(target)
             if holder is not None:
@@ -286,20 +298,20 @@ class MultiModelHost:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue
+            # No await since place(): the instance and the reserved copy are both there.
             instance_id = placement.instance_id
             instance = self._instance(instance_id)
-            await asyncio.gather(*(self._unload(instance, v) for v in placement.victims))
-            try:
-                reply = await instance.invoke(self._load_request(local))
-            except (ContainerUnreachable, ContainerTimeout) as error:
-                self._cache.remove(instance_id, target)
-                raise api.load_broken(self.spec.container, target, error.message) from None
+            copy = self._cache.copy(instance_id, target)
+            assert copy is not None
+            reply = await self._send_load(instance, placement.victims, copy, local, deadline)
             if api.loaded(reply):
-                if self._cache.copy(instance_id, target) is not None:  # else its instance left
+                if self._cache.current(instance_id, copy):
                     self._cache.loaded(instance_id, target)
-                log.info("Loaded model %s on %s", target, instance_id)
+                    log.info("Loaded model %s on %s", target, instance_id)
+                else:
+                    self._files.release(target)  # its instance left the fleet meanwhile
                 return instance_id
-            self._cache.remove(instance_id, target)
+            self._cache.discard(instance_id, copy)
             if reply.status != 507:
                 raise api.load_refused(self.spec.container, target, reply)
             # The container is out of memory: unload one more model there and try again.
@@ -312,39 +324,76 @@ class MultiModelHost:
             self._cache.unloading(instance_id, victims[0])
             await self._unload(instance, victims[0])
 
-    def _load_request(self, local: LocalModel) -> ContainerRequest:
-        return api.load_request(local, self.spec.load_timeout_s)
+    async def _send_load(
+        self,
+        instance: Instance,
+        victims: tuple[str, ...],
+        copy: Copy,
+        local: LocalModel,
+        deadline: float | None,
+    ) -> ContainerResponse:
+        """Unload ``victims``, then ``POST /models`` (by ``deadline``, when the load has one).
+
+        Whatever ends this early (no answer, or the load's own timer cancelling it) forgets
+        the reserved ``copy``, and a container that got the request is told in the background
+        to drop what it may have half loaded."""
+        sent = False
+        try:
+            await asyncio.gather(*(self._unload(instance, v) for v in victims))
+            timeout_s = self.spec.load_timeout_s
+            if deadline is not None:
+                remaining = deadline - self._clock.monotonic()
+                timeout_s = max(remaining - LOAD_MARGIN_S, remaining / 2)
+            sent = True
+            return await instance.invoke(api.load_request(local, timeout_s))
+        except BaseException as error:
+            self._cache.discard(instance.instance_id, copy)
+            if sent and not self._closed:
+                self._start_unload(instance, copy.target, None).add_done_callback(_retrieve)
+            if isinstance(error, ContainerTimeout):
+                raise self._timed_out(copy.target) from None
+            if isinstance(error, ContainerUnreachable):
+                raise api.load_broken(self.spec.container, copy.target, error.message) from None
+            raise
+
+    def _timed_out(self, target: str) -> SagehostError:
+        return api.load_timed_out(self.spec.container, target, self.spec.load_timeout_s)
 
     def _spread(self, target: str, holder: Instance) -> None:
         """A hot model: load one more copy in the background where it fits without evicting."""
         if target in self._spreading or target in self._loads or self._closed:
             return
+        if any(t == target for _, t in self._unloads):
+            return  # a reload must not overtake an unload
         copy = self._cache.copy(holder.instance_id, target)
         if copy is None or not self.spec.cache_models:
             return
         instance_id = self._cache.spare(target, copy.charge, self._candidates())
         if instance_id is None:
             return
-        self._cache.reserve(instance_id, target, copy.charge)
-        task = asyncio.ensure_future(self._load_copy(target, instance_id))
+        reserved = self._cache.reserve(instance_id, target, copy.charge)
+        task = asyncio.ensure_future(self._load_copy(instance_id, reserved))
         self._spreading[target] = task
         task.add_done_callback(lambda _: self._spreading.pop(target, None))
 
-    async def _load_copy(self, target: str, instance_id: str) -> None:
-        acquired = loaded = False
+    async def _load_copy(self, instance_id: str, copy: Copy) -> None:
+        target = copy.target
+        acquired = kept = False
         try:
             local = await self._files.acquire(target)
             acquired = True
-            reply = await self._instance(instance_id).invoke(self._load_request(local))
-            loaded = api.loaded(reply)
+            reply = await self._send_load(self._instance(instance_id), (), copy, local, None)
+            if api.loaded(reply) and self._cache.current(instance_id, copy):
+                self._cache.loaded(instance_id, target)
+                kept = True
+                log.info("Loaded hot model %s on one more instance, %s", target, instance_id)
         except SagehostError as error:
             log.info("Loading one more copy of model %s failed: %s", target, error.message)
         finally:
-            if loaded and self._cache.copy(instance_id, target) is not None:
-                self._cache.loaded(instance_id, target)
-                log.info("Loaded hot model %s on one more instance, %s", target, instance_id)
-            elif self._cache.remove(instance_id, target) is not None and acquired:
-                self._files.release(target)
+            if not kept:
+                self._cache.discard(instance_id, copy)
+                if acquired:
+                    self._files.release(target)
 
     # -- unloading ----------------------------------------------------------------------------
 
@@ -362,19 +411,27 @@ class MultiModelHost:
     async def _unload(self, instance: Instance, target: str) -> None:
         """``DELETE /models/<name>`` for a copy already marked UNLOADING; the copy is forgotten
         (and its files released) whatever the container answers."""
+        copy = self._cache.copy(instance.instance_id, target)
+        await asyncio.shield(self._start_unload(instance, target, copy))
+
+    def _start_unload(
+        self, instance: Instance, target: str, copy: Copy | None
+    ) -> asyncio.Task[None]:
+        """The one ``DELETE`` of ``target`` on ``instance``; ``copy`` (None for a load given
+        up) is forgotten when it ends. Loads of ``target`` wait for it (:meth:`_unloaded`)."""
         key = (instance.instance_id, target)
         task = self._unloads.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._delete(instance, target))
+            task = asyncio.ensure_future(self._delete(instance, target, copy))
             self._unloads[key] = task
             task.add_done_callback(lambda done: self._unload_done(key, done))
-        await asyncio.shield(task)
+        return task
 
     def _unload_done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
         if self._unloads.get(key) is task:
             del self._unloads[key]
 
-    async def _delete(self, instance: Instance, target: str) -> None:
+    async def _delete(self, instance: Instance, target: str, copy: Copy | None) -> None:
         try:
             reply = await instance.invoke(api.unload_request(target))
             if not api.unloaded(reply):
@@ -391,7 +448,7 @@ class MultiModelHost:
                 "Unloading model %s from %s failed: %s", target, instance.instance_id, error
             )
         finally:
-            if self._cache.remove(instance.instance_id, target) is not None:
+            if copy is not None and self._cache.discard(instance.instance_id, copy):
                 self._files.release(target)
 
     async def _unloaded(self, target: str) -> None:
@@ -400,10 +457,11 @@ class MultiModelHost:
         if pending:
             await asyncio.gather(*(asyncio.shield(t) for t in pending), return_exceptions=True)
 
-    def _lost(self, instance_id: str, target: str) -> None:
-        """The container no longer holds the model (it restarted, or died)."""
-        if self._cache.remove(instance_id, target) is not None:
-            self._files.release(target)
+    def _lost(self, instance_id: str, copy: Copy) -> None:
+        """The container no longer holds the model (it restarted, or died). A copy still
+        loading holds no files: its load releases them."""
+        if self._cache.discard(instance_id, copy) and copy.state is not CopyState.LOADING:
+            self._files.release(copy.target)
 
     async def _still_loaded(self, instance: Instance, target: str) -> bool:
         """Whether a 404 came from the model itself (it is still listed) or from a container
@@ -431,7 +489,7 @@ class MultiModelHost:
         for instance_id in self._cache.instances():
             if instance_id not in present:
                 for copy in self._cache.copies(instance_id):
-                    self._lost(instance_id, copy.target)
+                    self._lost(instance_id, copy)
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

@@ -83,12 +83,19 @@ def _fetch_blocking(url: str | None, dest: Path, cancel: threading.Event) -> Pat
 
 
 def _fetch_local(url: str, path: Path, dest: Path, cancel: threading.Event) -> Path:
-    path = path.expanduser().resolve()
-    if path.is_dir():
-        return path
-    if not path.is_file():
-        raise ModelDataNotFound(f"Could not find model data at {url}: no such file or directory.")
-    stat = path.stat()
+    try:
+        path = path.expanduser().resolve()
+        if path.is_dir():
+            return path
+        if not path.is_file():
+            raise ModelDataNotFound(
+                f"Could not find model data at {url}: no such file or directory."
+            )
+        stat = path.stat()
+    except (OSError, ValueError) as exc:
+        # A name too long, a NUL byte, a directory we may not enter: nothing usable is there.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ModelDataNotFound(f"Could not find model data at {url}: {reason}.") from None
     slot = dest / _digest("file", str(path), str(stat.st_size), str(stat.st_mtime_ns))
     if slot.is_dir():
         return slot

@@ -4,7 +4,7 @@ budget (implements ``core.multimodel.ModelFiles``).
 
 Layout, under the data dir::
 
-    multimodel/<fleet key>/<model name>/<slot>/   one model's extracted tree (storage.artifacts)
+    multimodel/<fleet key>-<8 hex>/<model name>/<slot>/   one model's extracted tree
 
 ``<model name>`` is the stable hash of the TargetModel, so two TargetModels never share files.
 A TargetModel naming a local directory is used in place: only its (empty) cache directory is
@@ -53,8 +53,10 @@ class ModelFileStore:
             trash = _set_aside(self._root)
             if trash is not None:
                 self._sweeping = asyncio.ensure_future(_remove(trash))
+        # Fleet keys are names joined with "-", so two variants can share one; a cache of its
+        # own per variant keeps one's deletions from ever touching the other's files.
         return ModelFileCache(
-            self._root / spec.key,
+            self._root / f"{spec.key}-{uuid.uuid4().hex[:8]}",
             spec.prefix,
             budget=spec.disk_budget,
             keep=spec.cache_models,
