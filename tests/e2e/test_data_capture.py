@@ -283,3 +283,33 @@ def _input_bytes(record: dict[str, Any]) -> bytes:
     if data["encoding"] == "BASE64":
         return base64.b64decode(data["data"])
     return str(data["data"]).encode()
+
+
+def test_a_destination_sagehost_cannot_write_is_refused(server: RunningServer) -> None:
+    name = unique("capbad")
+    sm = server.client("sagemaker")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
+    )
+    with pytest.raises(ClientError) as error:
+        sm.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
+            ],
+            DataCaptureConfig={
+                "InitialSamplingPercentage": 100,
+                "DestinationS3Uri": "https://bucket.example/capture",
+                "CaptureOptions": [{"CaptureMode": "Input"}],
+            },
+        )
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error.value.response["Error"] == {
+        "Code": "ValidationException",
+        "Message": "DataCaptureConfig.DestinationS3Uri https://bucket.example/capture is not "
+        "supported: use an s3:// or file:// location.",
+    }
+    with pytest.raises(ClientError) as missing:
+        sm.describe_endpoint_config(EndpointConfigName=name)
+    assert missing.value.response["Error"]["Code"] == "ValidationException"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sagehost.testing.server import RunningServer
+from tests.e2e.async_helpers import deploy_async
 from tests.e2e.conftest import MODELS, unique
 from tests.e2e.signed import own_call, signed_call
 
@@ -189,3 +190,24 @@ def test_a_shadow_whose_model_is_missing_fails_the_deployment(sm: Any) -> None:
     assert described["EndpointStatus"] == "Failed"
     assert described["FailureReason"] == f"Could not find model {name}-gone of shadow variant S."
     sm.delete_endpoint(EndpointName=name)
+
+
+def test_describe_shadow_traffic_reports_endpoints_that_take_no_calls(
+    server: RunningServer, sm: Any, tmp_path: Path
+) -> None:
+    """The report is about the endpoint, so the invocation checks (status, async) do not
+    apply."""
+    failed = unique("shadowfailed")
+    behave_model(sm, failed)
+    shadow = {"VariantName": "S", "ModelName": f"{failed}-gone", "InitialInstanceCount": 1}
+    assert endpoint_of(sm, failed, "A", [shadow])["EndpointStatus"] == "Failed"
+    report = signed_call(server, "SageHost.DescribeShadowTraffic", {"EndpointName": failed})
+    assert report == {"EndpointName": failed, "ShadowVariants": []}
+
+    queued = unique("shadowasync")
+    deploy_async(server, queued, (tmp_path / "out").as_uri())
+    report = signed_call(server, "SageHost.DescribeShadowTraffic", {"EndpointName": queued})
+    assert report == {"EndpointName": queued, "ShadowVariants": []}
+
+    for name in (failed, queued):
+        sm.delete_endpoint(EndpointName=name)

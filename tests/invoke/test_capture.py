@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -181,3 +183,76 @@ async def test_sampling_percentage() -> None:
         capture.observe(*call(str(index).encode()))
     assert 60 <= capture.captured <= 140, capture.captured
     await capture.close()
+
+
+class GatedStore(MemoryStore):
+    """A store whose writes wait until ``gate`` opens, like a slow S3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def write(
+        self, url: str, data: AsyncIterator[bytes] | bytes, content_type: str | None
+    ) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().write(url, data, content_type)
+
+
+@in_loop
+async def test_a_cancelled_close_still_writes_and_a_later_close_waits_for_it() -> None:
+    store, clock = GatedStore(), FakeClock(START)
+    capture = writer(store, clock, flush_interval_s=3600)
+    for index in range(5):
+        capture.observe(*call(str(index).encode()))
+    closing = asyncio.ensure_future(capture.close())
+    await store.entered.wait()
+    closing.cancel()  # as a shutdown cancels an endpoint's background retirement
+    await asyncio.gather(closing, return_exceptions=True)
+    assert closing.cancelled()
+    store.gate.set()
+    await capture.close()
+    assert len(store.objects) == 1
+    datas = [
+        r["captureData"]["endpointInput"]["data"] for r in parse_lines(*store.objects.values())
+    ]
+    assert datas == ["0", "1", "2", "3", "4"]
+    assert (capture.objects_written, capture.failed_writes) == (1, 0)
+
+
+@in_loop
+async def test_a_failure_streak_logs_one_warning_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryStore(fail=True), FakeClock(START)
+    capture = writer(store, clock, flush_interval_s=3600)
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "sagehost.capture"]
+
+    for index in range(3):
+        capture.observe(*call(str(index).encode()))
+        await capture.flush()
+    assert capture.failed_writes == 3
+    assert [(r.levelname, r.exc_info) for r in logged()] == [("WARNING", None)]
+    folder = "s3://bucket/dc/ep/AllTraffic/2027/01/15/08"
+    assert re.fullmatch(
+        f"endpoint ep: 1 data capture records to {folder} were lost: "
+        f"cannot write {folder}/00-00-000-[0-9a-f-]{{36}}\\.jsonl; "
+        "further failures are counted but not logged until a write succeeds",
+        logged()[0].getMessage(),
+    )
+    store.fail = False
+    capture.observe(*call(b"ok"))
+    await capture.flush()
+    assert [r.getMessage() for r in logged()[1:]] == [
+        "endpoint ep: data capture writes succeed again; 3 writes (3 records) were lost"
+    ]
+    store.fail = True  # a new streak is logged again
+    capture.observe(*call(b"x"))
+    await capture.close()
+    assert len(logged()) == 3
+    assert logged()[2].getMessage().startswith(f"endpoint ep: 1 data capture records to {folder}")
+    assert (capture.failed_writes, capture.objects_written) == (4, 1)

@@ -291,3 +291,78 @@ def test_expired_sessions_of_every_endpoint_are_swept() -> None:
     assert len(world.invoker.sessions) == 2
     world.open("s-2")  # the third since the last sweep
     assert len(world.invoker.sessions) == 2  # "old" is swept, s-1 and s-2 stay
+
+
+def test_a_new_session_header_on_an_ordinary_call_opens_nothing() -> None:
+    world = World()
+    for instance in world.instances:
+        instance.answer = lambda _: {"x-amzn-sagemaker-new-session-id": "s-9"}
+    output = world.call()
+    assert output.new_session_id is None
+    assert len(world.invoker.sessions) == 0
+    assert refused(world, "s-9").startswith("Session s-9 is not an open session")
+
+
+class SlowOpener(FakeInstance):
+    """Opens a fresh session on every call, answering only after every call has arrived."""
+
+    def __init__(self, instance_id: str, arrived: asyncio.Event, expected: int) -> None:
+        super().__init__(instance_id)
+        self.arrived = arrived
+        self.expected = expected
+
+    async def respond(self, request: ContainerRequest) -> ContainerResponse:
+        number = len(self.calls)
+        if number == self.expected:
+            self.arrived.set()
+        await self.arrived.wait()
+        header = f"s-{number}; Expires={stamp(START + 600)}"
+        return ContainerResponse(200, {"x-amzn-sagemaker-new-session-id": header}, b"ok")
+
+
+def test_concurrent_new_sessions_never_exceed_the_cap() -> None:
+    clock = FakeClock()
+    directory = EndpointDirectory()
+    invoker = Invoker(directory, clock)
+    invoker.sessions = SessionTable(clock, max_per_endpoint=2)
+
+    async def scenario() -> list[InvokeOutput | BaseException]:
+        opener = SlowOpener("i0", asyncio.Event(), expected=5)
+        endpoint = LiveEndpoint(ACCOUNT, "ep", "us-east-1", EndpointStatus.IN_SERVICE)
+        endpoint.set_variants((LiveVariant("AllTraffic", 1.0, FakeFleet(opener)),))
+        directory.put(endpoint)
+        calls = (
+            invoker.invoke(CALLER, InvokeInput("ep", b"{}", session_id=NEW_SESSION))
+            for _ in range(5)
+        )
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    opened = [r.new_session_id for r in results if isinstance(r, InvokeOutput)]
+    # Which two win depends on the order the answers come back in.
+    assert len(opened) == 2
+    assert all(o is not None and o.endswith(f"; Expires={stamp(START + 600)}") for o in opened)
+    refusals = [r for r in results if not isinstance(r, InvokeOutput)]
+    assert len(refusals) == 3
+    for refusal in refusals:
+        assert isinstance(refusal, NoHealthyInstance)
+        assert refusal.message == (
+            f"Endpoint ep of account {ACCOUNT} has 2 open sessions, the most sagehost keeps "
+            "per endpoint. Close a session or wait for one to expire, then try again."
+        )
+    assert len(invoker.sessions) == 2
+
+
+@pytest.mark.parametrize("expires", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_an_expiry_outside_utcs_range_falls_back_to_the_default_ttl(expires: str) -> None:
+    world = World(default_ttl_s=100)
+    for instance in world.instances:
+        instance.answer = opens("s-1", expires)
+    assert world.call(NEW_SESSION).new_session_id == f"s-1; Expires={expires}"
+    world.clock.advance(99)
+    assert world.call("s-1").invoked_variant == "AllTraffic"
+    world.clock.advance(1)
+    assert refused(world, "s-1") == (
+        f"Session s-1 of endpoint ep of account {ACCOUNT} expired at {stamp(START + 100)}; "
+        "open a new one with NEW_SESSION."
+    )

@@ -50,6 +50,14 @@ class EndpointConfigs:
         invocation_timeout(params.get("Tags") or [])  # validate early
         pipeline_accept(params.get("Tags") or [])
         multi_model_budgets(params.get("Tags") or [])
+        capture = params.get("DataCaptureConfig")
+        # The API's pattern also admits https://, which sagehost cannot write to: refuse it
+        # here rather than fail every capture flush later.
+        if capture is not None and not capture["DestinationS3Uri"].startswith(("s3://", "file://")):
+            raise InvalidRequest(
+                f"DataCaptureConfig.DestinationS3Uri {capture['DestinationS3Uri']} is not "
+                "supported: use an s3:// or file:// location."
+            )
         config_arn = arn(caller.region, caller.account, Kind.ENDPOINT_CONFIG, name)
         record = {
             **{k: v for k, v in params.items() if k != "Tags"},

@@ -78,7 +78,7 @@ class Gateway:
         self._own_ops = {
             "SageHost.DescribeAsyncInference": jobs.describe,
             "SageHost.ListAsyncInferences": jobs.list_jobs,
-            "SageHost.DescribeShadowTraffic": shadow_report(invoker.resolve),
+            "SageHost.DescribeShadowTraffic": shadow_report(invoker.find),
             **LoadedModels(invoker.resolve).operations(),
         }
         self._stream_limit_s = stream_limit_s

@@ -28,6 +28,9 @@ from sagehost.invoke.capture_format import (
 log = logging.getLogger("sagehost.capture")
 
 CONTENT_TYPE = "application/jsonl"
+# Closing writers' final flushes: the event loop keeps only weak references to tasks, and a
+# writer whose closer was cancelled may have no other owner while its last batch is written.
+_final_flushes: set[asyncio.Task[None]] = set()
 
 
 @dataclass(slots=True)
@@ -73,6 +76,9 @@ class CaptureWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self._failing = 0  # failed writes since the last one that succeeded
+        self._lost = 0  # records those writes lost
         self.captured = 0
         self.dropped = 0
         self.objects_written = 0
@@ -114,11 +120,24 @@ class CaptureWriter:
             self._wake.set()
 
     async def close(self) -> None:
-        """Write what is buffered, then stop; later calls are not captured."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
+        """Write what is buffered, then stop; later calls are not captured.
+
+        The writing happens in one shielded task that every ``close`` awaits: cancelling a
+        caller (a shutdown cancels background retirements) does not cancel the write, and a
+        later ``close`` still waits for it.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._wake.set()
+            task = asyncio.get_running_loop().create_task(
+                self._finish(), name=f"close data capture {self._endpoint}"
+            )
+            self._closing = task
+            _final_flushes.add(task)
+            task.add_done_callback(_final_flushes.discard)
+        await asyncio.shield(self._closing)
+
+    async def _finish(self) -> None:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
@@ -132,17 +151,39 @@ class CaptureWriter:
                 url = object_url(folder, batch.first, str(uuid.uuid4()))
                 await self._objects.write(url, data, CONTENT_TYPE)
                 self.objects_written += 1
-            except Exception:
+            except Exception as error:
                 # The outermost layer of this background task: no caller to report to.
-                self.failed_writes += 1
-                log.exception(
-                    "endpoint %s: %d data capture records to %s were lost",
-                    self._endpoint,
-                    len(batch.calls),
-                    folder,
-                )
+                self._failed(folder, len(batch.calls), error)
+            else:
+                self._recovered()
             finally:
                 self._pending -= batch.size
+
+    def _failed(self, folder: str, records: int, error: Exception) -> None:
+        """Count a failed write; log only the first of a streak, without a traceback: a
+        destination that stays broken would otherwise log the same error every interval."""
+        self.failed_writes += 1
+        self._failing += 1
+        self._lost += records
+        if self._failing == 1:
+            log.warning(
+                "endpoint %s: %d data capture records to %s were lost: %s; "
+                "further failures are counted but not logged until a write succeeds",
+                self._endpoint,
+                records,
+                folder,
+                str(error) or type(error).__name__,
+            )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.warning(
+                "endpoint %s: data capture writes succeed again; %d writes (%d records) were lost",
+                self._endpoint,
+                self._failing,
+                self._lost,
+            )
+            self._failing = self._lost = 0
 
     async def _run(self) -> None:
         while not self._closed:

@@ -66,6 +66,14 @@ class Invoker:
         """How long a call waits for a ready instance before ServiceUnavailable."""
         return self._instance_wait_s
 
+    def find(self, caller: Caller, name: str) -> LiveEndpoint:
+        """The caller's endpoint ``name`` whatever its status or kind, for reports about it;
+        invocations go through ``resolve``."""
+        endpoint = self._directory.get(caller.account, name)
+        if endpoint is None:
+            raise EndpointNotFound(name, caller.account)
+        return endpoint
+
     def resolve(self, caller: Caller, name: str, *, asynchronous: bool = False) -> LiveEndpoint:
         endpoint = self._directory.get(caller.account, name)
         if endpoint is None:

@@ -134,12 +134,18 @@ class SessionTable:
             self._open(route, instance, opened)
 
     def _open(self, route: Route, instance: Instance, header: str) -> None:
+        """Record the session a ``NEW_SESSION`` call opened. Concurrent ``NEW_SESSION`` calls
+        all pass the check in ``pin``, so the cap is enforced again here: over it, the caller
+        gets the same ``NoHealthyInstance`` and the container's session is left to expire."""
         session_id = _session_id(header)
         if not session_id:
             return
         expires_at = _expiry(header)
         if expires_at is None:
             expires_at = self._clock.time() + self._default_ttl_s
+        table = self._tables.get(_key(route.endpoint))
+        if table is None or session_id not in table:
+            self._make_room(route.endpoint)
         table = self._tables.setdefault(_key(route.endpoint), {})
         table[session_id] = Session(
             route.variant, route.variant_name, route.component, instance, expires_at
@@ -184,11 +190,14 @@ class SessionTable:
 
 
 def new_session_header(request: InvokeInput, headers: Mapping[str, str]) -> str | None:
-    """The container's ``New-Session-Id`` answer, which is what the client is sent as
-    ``X-Amzn-SageMaker-New-Session-Id``. A DJL-style ``X-Amzn-SageMaker-Session-Id`` answer
-    counts only on a ``NEW_SESSION`` call: on other calls it merely echoes the request."""
+    """The container's ``New-Session-Id`` answer to a ``NEW_SESSION`` call, which is what the
+    client is sent as ``X-Amzn-SageMaker-New-Session-Id``; a DJL-style
+    ``X-Amzn-SageMaker-Session-Id`` answer counts too. On any other call such a header opens
+    nothing: sagehost would not route the id, so it is not passed on either."""
+    if request.session_id != NEW_SESSION:
+        return None
     opened = headers.get(NEW_SESSION_HEADER)
-    if opened is None and request.session_id == NEW_SESSION:
+    if opened is None:
         opened = headers.get(SESSION_HEADER)
     return opened
 
@@ -233,18 +242,25 @@ def _session_id(header: str) -> str:
 
 
 def _expiry(header: str) -> float | None:
-    """The ``Expires=YYYY-MM-DDTHH:MM:SSZ`` of a session header, in epoch seconds."""
+    """The ``Expires=YYYY-MM-DDTHH:MM:SSZ`` of a session header, in epoch seconds.
+
+    None when there is none or it is unreadable, which includes a time whose UTC equivalent
+    falls outside the years 1-9999 (``0001-01-01T00:00:00+05:00``): normalised here, every
+    kept expiry can be printed back in the expired-session error.
+    """
     for part in header.split(";")[1:]:
         name, _, value = part.partition("=")
         if name.strip().lower() != "expires":
             continue
         try:
             moment = datetime.fromisoformat(value.strip())
-        except ValueError:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            epoch = moment.astimezone(UTC).timestamp()
+            datetime.fromtimestamp(epoch, UTC)
+        except (ValueError, OverflowError, OSError):
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return epoch
     return None
 
 

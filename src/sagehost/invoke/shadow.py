@@ -240,7 +240,8 @@ def shadow_report(
     resolve: Callable[[Caller, str], LiveEndpoint],
 ) -> Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]:
     """The handler of ``SageHost.DescribeShadowTraffic`` {EndpointName}: each shadow variant's
-    summary. ``resolve`` finds the caller's endpoint (``Invoker.resolve``)."""
+    summary. ``resolve`` finds the caller's endpoint whatever its status or kind
+    (``Invoker.find``): the report is about the endpoint, not a call to it."""
 
     async def describe(caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("EndpointName")

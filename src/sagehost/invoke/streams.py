@@ -13,14 +13,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from sagehost.core.chunks import read_capped
 from sagehost.core.errors import (
+    ContainerRefused,
     ContainerTimeout,
     ContainerUnreachable,
     InvalidRequest,
     ModelStreamFailed,
 )
 from sagehost.core.invocation import Caller, InvokeInput, StreamOutput
-from sagehost.core.ports import ContainerRequest
+from sagehost.core.ports import ContainerRequest, ContainerStream, Fleet, Instance
 from sagehost.invoke.pipelines import feed_last, pick_instance
+from sagehost.invoke.routing import Route, choose_instance
 from sagehost.invoke.service import (
     Invoker,
     connection_failed,
@@ -63,15 +65,15 @@ async def open_stream(
         deadline = loop.time() + idle_s
         target, call = await feed_last(invoker, route, request, call, deadline)
         instance = await pick_instance(invoker, route, target, deadline)
-        container = target.hostname
+        container, fleet = target.hostname, target.fleet
     else:
         instance = await invoker.pick(route)
         deadline = loop.time() + idle_s
-        container = variant.container
+        container, fleet = variant.container, variant.fleet
     async with AsyncExitStack() as stack:
         try:
             async with asyncio.timeout_at(deadline):
-                stream = await stack.enter_async_context(instance.invoke_stream(call))
+                instance, stream = await _enter(invoker, route, fleet, instance, call, stack)
                 if not 200 <= stream.status < 300:
                     body = await read_capped(stream.chunks, ERROR_BODY_LIMIT)
                     raise container_error(container, endpoint.name, stream.status, body)
@@ -91,6 +93,34 @@ async def open_stream(
             content_type=stream.headers.get("content-type"),
             custom_attributes=stream.headers.get("x-amzn-sagemaker-custom-attributes"),
         )
+
+
+async def _enter(
+    invoker: Invoker,
+    route: Route,
+    fleet: Fleet,
+    instance: Instance,
+    call: ContainerRequest,
+    stack: AsyncExitStack,
+) -> tuple[Instance, ContainerStream]:
+    """Open ``instance``'s stream on ``stack``; returns the instance that answered. As for
+    real-time calls, one that refuses the connection (it just died) never saw the call, so
+    another ready instance of ``fleet`` gets it, within the instance wait; a session's
+    instance is never swapped."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + invoker.instance_wait_s
+    delay = 0.005
+    while True:
+        try:
+            return instance, await stack.enter_async_context(instance.invoke_stream(call))
+        except ContainerRefused:
+            if route.instance is not None or loop.time() >= give_up:
+                raise
+        await asyncio.sleep(delay)  # give the supervisor a moment to mark it down
+        delay = min(delay * 2, 0.1)
+        chosen = choose_instance(fleet.instances, invoker.rng, route.variant.routing)
+        if chosen is not None:
+            instance = chosen
 
 
 class _IdleWatch:
