@@ -75,9 +75,8 @@ class Invoker:
         return endpoint
 
     def resolve(self, caller: Caller, name: str, *, asynchronous: bool = False) -> LiveEndpoint:
-        endpoint = self._directory.get(caller.account, name)
-        if endpoint is None:
-            raise EndpointNotFound(name, caller.account)
+        """The caller's endpoint ``name``, if it takes calls of this kind now."""
+        endpoint = self.find(caller, name)
         if endpoint.status not in INVOCABLE:
             raise InvalidRequest(
                 f"Endpoint {name} of account {caller.account} is not ready for invocations: "
