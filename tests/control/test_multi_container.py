@@ -67,9 +67,9 @@ def test_a_serial_pipeline_runs_one_fleet_per_container() -> None:
     variant = launch(pool, model(container(Environment={"A": "1"}), container(), container()))
     assert [c.hostname for c in variant.containers] == ["container-1", "container-2", "container-3"]
     assert [f.spec.key for f in pool.fleets] == [
-        "acct-ep-g1-alltraffic-container-1",
-        "acct-ep-g1-alltraffic-container-2",
-        "acct-ep-g1-alltraffic-container-3",
+        "acct-ep-g1-alltraffic.container-1",
+        "acct-ep-g1-alltraffic.container-2",
+        "acct-ep-g1-alltraffic.container-3",
     ]
     assert [f.spec.instance_count for f in pool.fleets] == [2, 2, 2]
     assert pool.fleets[0].spec.container.environment == {"A": "1"}
@@ -86,7 +86,7 @@ def test_direct_mode_keeps_the_named_hostnames() -> None:
     assert variant.direct is True
     assert [c.hostname for c in variant.containers] == ["Pre", "post"]
     assert [f.spec.container.hostname for f in pool.fleets] == ["Pre", "post"]
-    assert pool.fleets[0].spec.key == "acct-ep-g1-alltraffic-pre"
+    assert pool.fleets[0].spec.key == "acct-ep-g1-alltraffic.pre"
 
 
 def test_a_direct_model_of_one_container_is_still_multi_container() -> None:

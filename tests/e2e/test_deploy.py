@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
+from sagehost.testing.server import RunningServer
 from tests.e2e.conftest import CONTAINERS, MODELS, deploy, unique
 
 ACCOUNT = "000000000000"
@@ -391,3 +392,25 @@ def test_a_failed_update_of_a_failed_endpoint_leaves_it_failed(sm: Any) -> None:
     described = sm.describe_endpoint(EndpointName=name)
     assert described["EndpointStatus"] == "Failed"
     assert "weights file is corrupt: checksum mismatch" in described["FailureReason"]
+
+
+def test_look_alike_names_never_share_a_fleet(server: RunningServer, sm: Any) -> None:
+    """Endpoint "<u>-g1-x" with variant "v", and endpoint "<u>" with variant "x-g1-v": names may
+    hold "-", so fleet keys joined with it would be equal, and the fleets would share their
+    model link and log directory."""
+    base = unique("alike")
+    deploy(
+        sm,
+        f"{base}-g1-x",
+        variants=[{"VariantName": "v", "ModelName": f"{base}-g1-x", "InitialInstanceCount": 1}],
+    )
+    deploy(
+        sm,
+        base,
+        model_dir=MODELS / "streamer",
+        variants=[{"VariantName": "x-g1-v", "ModelName": base, "InitialInstanceCount": 1}],
+    )
+    fleets = sorted(p.name for p in (server.data_dir / "fleets").iterdir() if base in p.name)
+    assert fleets == [f"000000000000.{base}-g1-x.g1.v", f"000000000000.{base}.g1.x-g1-v"]
+    links = {(server.data_dir / "fleets" / f / "model").resolve() for f in fleets}
+    assert len(links) == 2

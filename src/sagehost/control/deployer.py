@@ -85,7 +85,7 @@ class Deployer:
                 model = models[variant["ModelName"].lower()]
                 live.append(
                     await self.launch(
-                        f"{key}-{variant['VariantName'].lower()}", variant, model, tags=tags
+                        f"{key}.{variant['VariantName'].lower()}", variant, model, tags=tags
                     )
                 )
             await asyncio.gather(
@@ -114,7 +114,7 @@ class Deployer:
                 raise DeploymentFailed(error.message) from None
             specs = [
                 self.fleet_spec(
-                    f"{key}-{hostname.lower()}",
+                    f"{key}.{hostname.lower()}",
                     variant,
                     replace(container_spec(model, container), hostname=hostname),
                 )

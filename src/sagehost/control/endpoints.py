@@ -324,7 +324,9 @@ class Endpoints:
         """Deploy a config snapshot's production and shadow variants; on failure record
         ``failed`` and return None (nothing is left running)."""
         config = snapshot["_config"]
-        key = f"{account}-{name.lower()}-g{generation}"
+        # "." and "_" appear in no resource name, so no two fleets ever share a key (and with
+        # it their log and model directories).
+        key = f"{account}.{name.lower()}.g{generation}"
         try:
             shadows = self._shadow_variants(account, snapshot)
             outcomes = await asyncio.gather(
@@ -332,7 +334,7 @@ class Endpoints:
                     key, config["ProductionVariants"], snapshot["_models"], tags=config.get("Tags")
                 ),
                 self._deployer.deploy(
-                    f"{key}-shadow", shadows, snapshot["_models"], tags=config.get("Tags")
+                    f"{key}_shadow", shadows, snapshot["_models"], tags=config.get("Tags")
                 ),
                 return_exceptions=True,
             )
