@@ -58,6 +58,7 @@ log = logging.getLogger("sagehost")
 
 DEMO_ENDPOINT = "demo"
 DEMO_STREAM_ENDPOINT = "demo-stream"
+MULTI_MODEL_DIR = "multimodel"  # under the data dir: multi-model endpoints' model cache
 
 
 class ConfigurationError(Exception):
@@ -131,6 +132,7 @@ def build(settings: Settings) -> App:
             python=sys.executable,
             stop_grace_s=settings.worker_stop_grace_s,
             docker_host=settings.docker_host,
+            multi_model_dirs=(data_dir / MULTI_MODEL_DIR,),
         ),
         clock=clock,
     )
@@ -155,7 +157,7 @@ def build(settings: Settings) -> App:
                 mme_memory_mb=settings.mme_memory_mb,
                 mme_disk_mb=settings.mme_disk_mb,
                 model_hosts=model_hosts(
-                    ModelFileStore(data_dir / "multimodel").cache,
+                    ModelFileStore(data_dir / MULTI_MODEL_DIR).cache,
                     clock,
                     instance_wait_s=settings.instance_wait_s,
                 ),

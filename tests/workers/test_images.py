@@ -134,3 +134,30 @@ def test_docker_engine_detection(tmp_path: Path) -> None:
         assert reason is not None and reason.startswith('Image "img" needs a Docker engine')
     finally:
         server.close()
+
+
+def test_docker_multi_model_launch_shares_the_model_cache(tmp_path: Path) -> None:
+    """A multi-model container is told to load models by their host path: Docker mounts the
+    cache at that same path."""
+    cache = tmp_path / "data" / "multimodel"
+    launch = build_launch(
+        DockerImage("acme/mms:1"),
+        python="/usr/bin/python3",
+        base_env={},
+        environment={"SAGEMAKER_MULTI_MODEL": "true"},
+        port=40002,
+        bind_host="127.0.0.1",
+        model_dir=tmp_path / "model",
+        base_dir=tmp_path / "base",
+        hostname="primary",
+        name="sagehost-mme-0",
+        shared_dirs=(cache,),
+    )
+    assert launch.argv == [
+        "docker", "run", "--rm", "--name", "sagehost-mme-0", "--hostname", "primary",
+        "-p", "127.0.0.1:40002:8080",
+        "-v", f"{tmp_path / 'model'}:/opt/ml/model:ro",
+        "-v", f"{cache}:{cache}:ro",
+        "-e", "SAGEMAKER_MULTI_MODEL",
+        "acme/mms:1", "serve",
+    ]  # fmt: skip

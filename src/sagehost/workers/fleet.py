@@ -155,6 +155,9 @@ class WorkerFleet:
         base_dir = _base_dir(settings.data_dir / "fleets" / spec.key, model_dir)
         base_env = dict(os.environ if settings.base_env is None else settings.base_env)
 
+        multi_model = contract.is_truthy(spec.container.environment.get(contract.ENV_MULTI_MODEL))
+        shared = settings.multi_model_dirs if multi_model else ()
+
         def launch(port: int, name: str) -> Launch:
             return build_launch(
                 image,
@@ -167,6 +170,7 @@ class WorkerFleet:
                 base_dir=base_dir,
                 hostname=spec.container.hostname,
                 name=name,
+                shared_dirs=shared,
             )
 
         return Target(launch=launch)

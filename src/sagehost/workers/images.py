@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -144,11 +144,14 @@ def build_launch(
     base_dir: Path,
     hostname: str,
     name: str,
+    shared_dirs: Sequence[Path] = (),
 ) -> Launch:
     """The process for one instance listening on ``bind_host:port``.
 
     ``name`` is unique per instance start; Docker uses it as the container name so that a
-    container left by a killed CLI can still be removed.
+    container left by a killed CLI can still be removed. ``shared_dirs`` are host directories
+    the container must see at the same paths (read-only): a multi-model container is told to
+    load models by their path on the host.
     """
     env = inherited_env(base_env)
     if isinstance(image, DockerImage):
@@ -156,6 +159,8 @@ def build_launch(
         argv = ["docker", "run", "--rm", "--name", name, "--hostname", hostname]
         argv += ["-p", f"{bind_host}:{port}:{contract.DEFAULT_PORT}"]
         argv += ["-v", f"{model_dir}:{contract.DEFAULT_BASE_DIR}/{contract.MODEL_SUBDIR}:ro"]
+        for shared in shared_dirs:
+            argv += ["-v", f"{shared}:{shared}:ro"]
         # "-e NAME" makes the CLI copy the value from its own environment: values stay out of
         # the process list and need no quoting.
         for variable in environment:

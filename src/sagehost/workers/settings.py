@@ -62,6 +62,9 @@ class WorkerSettings:
     docker_host: str | None = None
     docker_socket: Path = Path("/var/run/docker.sock")
     base_env: Mapping[str, str] | None = None
+    # Where multi-model containers find the models they are asked to load: a Docker container
+    # sees these directories at the same paths, read-only.
+    multi_model_dirs: tuple[Path, ...] = ()
 
 
 class SystemClock:
