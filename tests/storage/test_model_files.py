@@ -185,12 +185,18 @@ async def test_a_local_directory_is_used_in_place_and_never_deleted(tmp_path: Pa
 async def test_the_store_sweeps_what_a_previous_run_left(tmp_path: Path) -> None:
     root = tmp_path / "multimodel"
     (root / "old-fleet" / "x").mkdir(parents=True)
+    # A sweep the previous run could not finish: its process died while deleting.
+    interrupted = tmp_path / ".deleted-multimodel-0badcafe"
+    (interrupted / "fleet" / "y").mkdir(parents=True)
     store = ModelFileStore(root)
     spec = MultiModelSpec(
         key="fleet-1", prefix=str(tmp_path), container="primary", memory_budget=1, disk_budget=1
     )
     files = store.cache(spec)
     assert not (root / "old-fleet").exists()
+    assert store._sweeping is not None
+    await store._sweeping
+    assert list(tmp_path.glob(".deleted-*")) == []
     second = store.cache(spec)  # only the first call sweeps
     assert files is not second
     await files.close()

@@ -48,13 +48,16 @@ class ModelFileStore:
 
     def cache(self, spec: MultiModelSpec) -> ModelFileCache:
         if not self._swept:
-            # What a previous run left is garbage: no instance holds a model at start.
+            # What a previous run left is garbage: no instance holds a model at start. That
+            # includes what an earlier sweep had set aside when the process died under it.
             self._swept = True
+            leftovers = list(self._root.parent.glob(f".deleted-{self._root.name}-*"))
             trash = _set_aside(self._root)
-            if trash is not None:
-                self._sweeping = asyncio.ensure_future(_remove(trash))
-        # Fleet keys are names joined with "-", so two variants can share one; a cache of its
-        # own per variant keeps one's deletions from ever touching the other's files.
+            garbage = [*leftovers, *([trash] if trash is not None else [])]
+            if garbage:
+                self._sweeping = asyncio.ensure_future(_remove_all(garbage))
+        # A cache of its own per launch: a variant stopping deletes only its own files, even
+        # when a restart reuses the fleet key of one still being swept.
         return ModelFileCache(
             self._root / f"{spec.key}-{uuid.uuid4().hex[:8]}",
             spec.prefix,
@@ -237,6 +240,11 @@ def _set_aside(path: Path) -> Path | None:
 
 async def _remove(path: Path) -> None:
     await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+
+async def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        await _remove(path)
 
 
 def _retrieve(task: asyncio.Future[LocalModel]) -> None:
