@@ -288,13 +288,9 @@ class ConnectionPool:
         ``body_length`` is a streamed body's size, if known (else it is sent chunked).
         """
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
-        if isinstance(body, (bytes, bytearray)):
-            length = len(body) if body or method != "GET" else None
-            head = encode_head(method, target, origin.authority, headers, length)
-            conn = await self._exchange(origin, head, body, deadline, max_body)
-        else:
-            head = encode_head(method, target, origin.authority, headers, body_length, chunked=True)
-            conn = await self._upload(origin, head, body, body_length, deadline, max_body)
+        conn = await self._send(
+            origin, method, target, headers, body, body_length, deadline, max_body
+        )
         parts = conn.chunks
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         response = Response(conn.status, conn.headers, data)
@@ -318,16 +314,31 @@ class ConnectionPool:
         Leaving early closes the connection; it is reused only when the body was read to its end.
         ``body_length`` is as in ``request``.
         """
-        if isinstance(body, (bytes, bytearray)):
-            head = encode_head(method, target, origin.authority, headers, len(body))
-            conn = await self._exchange(origin, head, body, deadline, None)
-        else:
-            head = encode_head(method, target, origin.authority, headers, body_length, chunked=True)
-            conn = await self._upload(origin, head, body, body_length, deadline, None)
+        conn = await self._send(origin, method, target, headers, body, body_length, deadline, None)
         try:
             yield StreamResponse(conn)
         finally:
             conn.finish()
+
+    async def _send(
+        self,
+        origin: Origin,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: Body,
+        body_length: int | None,
+        deadline: float | None,
+        max_body: int | None,
+    ) -> _Connection:
+        """Send the request (whole, or streamed from an iterable) on a pooled connection and
+        return it once the response head is in; ``max_body`` None reads the body as a stream."""
+        if isinstance(body, (bytes, bytearray)):
+            length = len(body) if body or method != "GET" else None
+            head = encode_head(method, target, origin.authority, headers, length)
+            return await self._exchange(origin, head, body, deadline, max_body)
+        head = encode_head(method, target, origin.authority, headers, body_length, chunked=True)
+        return await self._upload(origin, head, body, body_length, deadline, max_body)
 
     async def close(self) -> None:
         """Close every connection, idle or busy; busy calls fail with ``PoolClosed``."""
