@@ -199,6 +199,21 @@ async def raw_server(handle: Handler) -> AsyncIterator[RawServer]:
         await asyncio.gather(*raw._tasks, return_exceptions=True)
 
 
+@asynccontextmanager
+async def open_pool(**kw: Any) -> AsyncIterator[ConnectionPool]:
+    """A pool, closed once the block ends normally (a failing test leaves it as it was)."""
+    pool = ConnectionPool(**kw)
+    yield pool
+    await pool.close()
+
+
+@asynccontextmanager
+async def raw_pool(handle: Handler, **kw: Any) -> AsyncIterator[tuple[RawServer, ConnectionPool]]:
+    """A raw server serving ``handle`` and a pool; the pool is closed before the server."""
+    async with raw_server(handle) as server, open_pool(**kw) as pool:
+        yield server, pool
+
+
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     """One whole request (head and Content-Length body) as bytes."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -268,23 +283,22 @@ def test_one_mib_round_trip_read_whole_and_streamed(
     body = bytes(range(256)) * 4096
 
     async def main() -> None:
-        pool = ConnectionPool()
-        headers = [("Content-Type", "application/x-npy"), ("X-Amzn-Custom", "a=1; b=2")]
-        response = await post(pool, origin, "/echo", body, headers=headers)
-        assert response.status == 200
-        assert response.body == body
-        assert json.loads(response.headers["x-received"]) == [
-            ["host", f"127.0.0.1:{origin.port}"],
-            ["content-type", "application/x-npy"],
-            ["x-amzn-custom", "a=1; b=2"],
-            ["content-length", "1048576"],
-        ]
-        async with pool.stream(origin, "POST", "/echo", (), body, deadline=None) as stream:
-            assert stream.status == 200
-            assert stream.headers["content-length"] == "1048576"
-            assert b"".join([chunk async for chunk in stream]) == body
-        assert pool.connections == 1
-        await pool.close()
+        async with open_pool() as pool:
+            headers = [("Content-Type", "application/x-npy"), ("X-Amzn-Custom", "a=1; b=2")]
+            response = await post(pool, origin, "/echo", body, headers=headers)
+            assert response.status == 200
+            assert response.body == body
+            assert json.loads(response.headers["x-received"]) == [
+                ["host", f"127.0.0.1:{origin.port}"],
+                ["content-type", "application/x-npy"],
+                ["x-amzn-custom", "a=1; b=2"],
+                ["content-length", "1048576"],
+            ]
+            async with pool.stream(origin, "POST", "/echo", (), body, deadline=None) as stream:
+                assert stream.status == 200
+                assert stream.headers["content-length"] == "1048576"
+                assert b"".join([chunk async for chunk in stream]) == body
+            assert pool.connections == 1
 
     run(main)
 
@@ -296,15 +310,14 @@ def test_keep_alive_reuses_one_connection(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        for i in range(10):
-            assert (await post(pool, origin, "/echo", b"%d" % i)).body == b"%d" % i
-        async with pool.stream(origin, "POST", "/chunked", (), b"abcd", deadline=None) as s:
-            assert [chunk async for chunk in s] == [b"ab", b"cd"]
-        assert len(uvicorn_server.app.clients) == 11
-        assert len(uvicorn_server.ports()) == 1
-        assert (pool.connections, pool.idle(origin)) == (1, 1)
-        await pool.close()
+        async with open_pool() as pool:
+            for i in range(10):
+                assert (await post(pool, origin, "/echo", b"%d" % i)).body == b"%d" % i
+            async with pool.stream(origin, "POST", "/chunked", (), b"abcd", deadline=None) as s:
+                assert [chunk async for chunk in s] == [b"ab", b"cd"]
+            assert len(uvicorn_server.app.clients) == 11
+            assert len(uvicorn_server.ports()) == 1
+            assert (pool.connections, pool.idle(origin)) == (1, 1)
 
     run(main)
 
@@ -316,25 +329,23 @@ def test_connection_close_response_is_not_reused(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        first = await post(pool, origin, "/close", b"1")
-        assert (first.body, first.headers["connection"]) == (b"1", "close")
-        assert pool.idle(origin) == 0
-        assert (await post(pool, origin, "/close", b"2")).body == b"2"
-        assert len(uvicorn_server.ports()) == 2
-        await pool.close()
+        async with open_pool() as pool:
+            first = await post(pool, origin, "/close", b"1")
+            assert (first.body, first.headers["connection"]) == (b"1", "close")
+            assert pool.idle(origin) == 0
+            assert (await post(pool, origin, "/close", b"2")).body == b"2"
+            assert len(uvicorn_server.ports()) == 2
 
     run(main)
 
 
 def test_chunked_response_read_whole(uvicorn_server: Uvicorn, run: Callable[[Main], None]) -> None:
     async def main() -> None:
-        pool = ConnectionPool()
-        response = await post(pool, uvicorn_server.origin, "/chunked", b"x" * 100_001)
-        assert response.headers["transfer-encoding"] == "chunked"
-        assert response.body == b"x" * 100_001
-        assert pool.idle(uvicorn_server.origin) == 1
-        await pool.close()
+        async with open_pool() as pool:
+            response = await post(pool, uvicorn_server.origin, "/chunked", b"x" * 100_001)
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert response.body == b"x" * 100_001
+            assert pool.idle(uvicorn_server.origin) == 1
 
     run(main)
 
@@ -347,15 +358,14 @@ def test_max_size_exceeded_raises_and_drops_the_connection(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        assert (await post(pool, origin, path, b"a" * 1000, max_body=1000)).body == b"a" * 1000
-        with pytest.raises(BodyTooLarge) as too_large:
-            await post(pool, origin, path, b"a" * 1001, max_body=1000)
-        assert too_large.value.limit == 1000
-        await eventually(lambda: pool.connections == 0)
-        assert (await post(pool, origin, path, b"ok")).body == b"ok"
-        assert len(uvicorn_server.ports()) == 2  # the connection that overflowed was not reused
-        await pool.close()
+        async with open_pool() as pool:
+            assert (await post(pool, origin, path, b"a" * 1000, max_body=1000)).body == b"a" * 1000
+            with pytest.raises(BodyTooLarge) as too_large:
+                await post(pool, origin, path, b"a" * 1001, max_body=1000)
+            assert too_large.value.limit == 1000
+            await eventually(lambda: pool.connections == 0)
+            assert (await post(pool, origin, path, b"ok")).body == b"ok"
+            assert len(uvicorn_server.ports()) == 2  # the connection that overflowed was not reused
 
     run(main)
 
@@ -367,17 +377,16 @@ def test_timeout_raises_and_the_next_call_works(
     app = uvicorn_server.app
 
     async def main() -> None:
-        pool = ConnectionPool()
-        await post(pool, origin, "/echo")
-        disconnects = app.disconnects
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            await post(pool, origin, "/slow", timeout_s=0.2)
-        assert 0.18 <= time.monotonic() - started < 1.0  # loop clock may lag a few ms
-        await eventually(lambda: app.disconnects == disconnects + 1)  # closed, never reused
-        assert pool.connections == 0
-        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
-        await pool.close()
+        async with open_pool() as pool:
+            await post(pool, origin, "/echo")
+            disconnects = app.disconnects
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await post(pool, origin, "/slow", timeout_s=0.2)
+            assert 0.18 <= time.monotonic() - started < 1.0  # loop clock may lag a few ms
+            await eventually(lambda: app.disconnects == disconnects + 1)  # closed, never reused
+            assert pool.connections == 0
+            assert (await post(pool, origin, "/echo", b"after")).body == b"after"
 
     run(main)
 
@@ -389,18 +398,17 @@ def test_cancelled_call_closes_its_connection(
     app = uvicorn_server.app
 
     async def main() -> None:
-        pool = ConnectionPool()
-        await post(pool, origin, "/echo")
-        calls, disconnects = len(app.clients), app.disconnects
-        call = asyncio.create_task(post(pool, origin, "/slow"))
-        await eventually(lambda: len(app.clients) == calls + 1)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        await eventually(lambda: app.disconnects == disconnects + 1)
-        assert (pool.connections, pool.idle(origin)) == (0, 0)
-        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
-        await pool.close()
+        async with open_pool() as pool:
+            await post(pool, origin, "/echo")
+            calls, disconnects = len(app.clients), app.disconnects
+            call = asyncio.create_task(post(pool, origin, "/slow"))
+            await eventually(lambda: len(app.clients) == calls + 1)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await eventually(lambda: app.disconnects == disconnects + 1)
+            assert (pool.connections, pool.idle(origin)) == (0, 0)
+            assert (await post(pool, origin, "/echo", b"after")).body == b"after"
 
     run(main)
 
@@ -422,8 +430,7 @@ def test_request_bytes_are_exact_and_response_names_lower_cased(
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             headers = [("Content-Type", "text/csv"), ("X-Amzn-SageMaker-Custom-Attributes", "x")]
             response = await post(pool, server.origin, "/invocations", b"a,b\r\n", headers=headers)
             assert seen == [
@@ -440,7 +447,6 @@ def test_request_bytes_are_exact_and_response_names_lower_cased(
                 "content-length": "2",
             }
             assert response.body == b"ok"
-            await pool.close()
 
     run(main)
 
@@ -464,14 +470,12 @@ def test_header_injection_raises_before_any_io(
     run: Callable[[Main], None], headers: list[tuple[str, str]]
 ) -> None:
     async def main() -> None:
-        async with raw_server(serve_forever_handler) as server:
-            pool = ConnectionPool()
+        async with raw_pool(serve_forever_handler) as (server, pool):
             with pytest.raises(ValueError):
                 await post(pool, server.origin, "/invocations", b"x", headers=headers)
             with pytest.raises(ValueError):
                 await post(pool, server.origin, "/a b", b"x")
             assert (server.connections, pool.connections) == (0, 0)
-            await pool.close()
 
     run(main)
 
@@ -494,8 +498,7 @@ def test_stream_yields_each_chunk_before_the_next_is_sent(run: Callable[[Main], 
 
     async def main() -> None:
         got_first.clear()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             chunks = []
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
                 assert stream.headers == {"transfer-encoding": "chunked"}
@@ -504,7 +507,6 @@ def test_stream_yields_each_chunk_before_the_next_is_sent(run: Callable[[Main], 
                     got_first.set()
             assert chunks == [b"first", b"second"]
             assert pool.idle(server.origin) == 1
-            await pool.close()
 
     run(main)
 
@@ -525,12 +527,10 @@ def test_idle_connection_closed_under_a_request_is_retried_once(
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             assert (await post(pool, server.origin, "/")).body == b"first"
             assert (await post(pool, server.origin, "/")).body == b"first"
             assert server.connections == 2
-            await pool.close()
 
     run(main)
 
@@ -546,14 +546,12 @@ def test_close_after_response_bytes_is_an_error_not_a_retry(
         writer.write(sent)  # then FIN: unlike an RST it cannot overtake the bytes
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             await post(pool, server.origin, "/")
             with pytest.raises(ConnectionLost) as lost:
                 await post(pool, server.origin, "/")
             assert not isinstance(lost.value, StaleConnection)
             assert server.connections == 1
-            await pool.close()
 
     run(main)
 
@@ -565,12 +563,10 @@ def test_fresh_connection_closed_without_answer_is_not_retried(
         await read_request(reader)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             with pytest.raises(ConnectionLost):
                 await post(pool, server.origin, "/")
             assert server.connections == 1
-            await pool.close()
 
     run(main)
 
@@ -586,8 +582,7 @@ def test_mid_body_disconnect_raises_read_whole_and_streamed(run: Callable[[Main]
 
     async def main() -> None:
         got_first.clear()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             with pytest.raises(ConnectionLost):
                 await post(pool, server.origin, "/")
             chunks = []
@@ -598,7 +593,6 @@ def test_mid_body_disconnect_raises_read_whole_and_streamed(run: Callable[[Main]
                         got_first.set()
             assert chunks == [b"0123456789"]
             assert pool.connections == 0
-            await pool.close()
 
     run(main)
 
@@ -613,8 +607,7 @@ def test_close_delimited_and_interim_responses(run: Callable[[Main], None]) -> N
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             response = await post(pool, server.origin, "/")
             assert (response.headers, response.body) == ({"x-a": "1"}, b"until the end")
             assert pool.idle(server.origin) == 0
@@ -622,7 +615,6 @@ def test_close_delimited_and_interim_responses(run: Callable[[Main], None]) -> N
             assert response.status == 200
             assert (response.headers, response.body) == ({"content-length": "5"}, b"final")
             assert pool.idle(server.origin) == 1
-            await pool.close()
 
     run(main)
 
@@ -633,13 +625,11 @@ def test_peer_closing_an_idle_connection_drops_it(run: Callable[[Main], None]) -
         writer.write(ok(b"bye"))  # keep-alive by its headers, closed right after
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             assert (await post(pool, server.origin, "/")).body == b"bye"
             await eventually(lambda: (pool.connections, pool.idle(server.origin)) == (0, 0))
             assert (await post(pool, server.origin, "/")).body == b"bye"
             assert server.connections == 2
-            await pool.close()
 
     run(main)
 
@@ -653,13 +643,11 @@ def test_idle_timeout_closes_unused_connections(run: Callable[[Main], None]) -> 
         eofs.append(n)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool(idle_timeout_s=0.1)
+        async with raw_pool(handle, idle_timeout_s=0.1) as (server, pool):
             await post(pool, server.origin, "/", b"x")
             assert pool.idle(server.origin) == 1
             await eventually(lambda: eofs == [0])
             assert (pool.connections, pool.idle(server.origin)) == (0, 0)
-            await pool.close()
 
     run(main)
 
@@ -713,8 +701,7 @@ def test_back_pressure_bounds_buffered_bytes(run: Callable[[Main], None]) -> Non
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             digest = hashlib.sha256()
             size = most = 0
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
@@ -728,7 +715,6 @@ def test_back_pressure_bounds_buffered_bytes(run: Callable[[Main], None]) -> Non
             assert digest.digest() == hashlib.sha256(piece * count).digest()
             assert HIGH_WATER < most <= HIGH_WATER + 256 * 1024
             assert pool.idle(server.origin) == 1  # read to the end, so reusable
-            await pool.close()
 
     run(main)
 
@@ -740,8 +726,7 @@ def test_stream_deadline_covers_the_body(run: Callable[[Main], None]) -> None:
         await reader.read()
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             deadline = asyncio.get_running_loop().time() + 0.2
             async with pool.stream(
                 server.origin, "POST", "/", (), b"", deadline=deadline
@@ -750,7 +735,6 @@ def test_stream_deadline_covers_the_body(run: Callable[[Main], None]) -> None:
                 with pytest.raises(TimeoutError):
                     await anext(stream)
             await eventually(lambda: pool.connections == 0)
-            await pool.close()
 
     run(main)
 
@@ -793,8 +777,7 @@ def test_stream_yields_whole_chunks_that_straddle_reads(run: Callable[[Main], No
     async def main() -> None:
         nonlocal proceed
         proceed = asyncio.Queue()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             got: list[bytes] = []
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
 
@@ -820,7 +803,6 @@ def test_stream_yields_whole_chunks_that_straddle_reads(run: Callable[[Main], No
             assert got == [first, b"hello", b"xyz"]
             assert pool.idle(server.origin) == 1
             assert (await post(pool, server.origin, "/", b"again")).body == b"again"
-            await pool.close()
 
     run(main)
 
@@ -838,8 +820,7 @@ def test_stream_yields_each_of_many_chunks_sent_in_one_write(run: Callable[[Main
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             got = []
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
                 async for piece in stream:
@@ -848,7 +829,6 @@ def test_stream_yields_each_of_many_chunks_sent_in_one_write(run: Callable[[Main
                 assert stream.buffered == 0
             assert got == sent
             assert pool.idle(server.origin) == 1
-            await pool.close()
 
     run(main)
 
@@ -861,13 +841,11 @@ def test_stream_of_no_chunks_yields_nothing(end: bytes, run: Callable[[Main], No
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
                 assert stream.status == 200
                 assert [piece async for piece in stream] == []
             assert pool.idle(server.origin) == 1
-            await pool.close()
 
     run(main)
 
@@ -895,8 +873,7 @@ def test_stream_yields_a_chunk_bigger_than_the_pause_threshold_whole(
 
     async def main() -> None:
         proceed.clear()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             got = []
             most = 0
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
@@ -913,7 +890,6 @@ def test_stream_yields_a_chunk_bigger_than_the_pause_threshold_whole(
             assert got == [small, big]
             assert most <= len(big) + HIGH_WATER + 256 * 1024
             assert pool.idle(server.origin) == 1
-            await pool.close()
 
     run(main)
 
@@ -929,15 +905,13 @@ def test_stream_splits_only_a_chunk_over_max_chunk(run: Callable[[Main], None]) 
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
                 got = [piece async for piece in stream]
             assert len(got) == 3
             assert MAX_CHUNK <= len(got[0]) < MAX_CHUNK + 256 * 1024  # at most one read over
             assert got[0] + got[1] == huge
             assert got[2] == b"!"
-            await pool.close()
 
     run(main)
 
@@ -952,8 +926,7 @@ def test_stream_yields_what_arrived_whole_before_the_connection_broke(
         writer.write(CHUNKED + b"5\r\ntok0 \r\n5\r\ntok1 \r\n5\r\ntok")
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             got = []
             async with pool.stream(server.origin, "POST", "/", (), b"", deadline=None) as stream:
                 await eventually(lambda: pool.connections == 0)  # the loss is known already
@@ -961,7 +934,6 @@ def test_stream_yields_what_arrived_whole_before_the_connection_broke(
                     async for piece in stream:
                         got.append(piece)
             assert got == [b"tok0 ", b"tok1 "]  # the chunk cut short is not handed out
-            await pool.close()
 
     run(main)
 
@@ -981,8 +953,7 @@ def test_chunked_only_when_it_is_the_last_coding(
         writer.write(b"3\r\nabc\r\n")
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             got = []
             if chunked:
                 with pytest.raises(ConnectionLost):
@@ -1002,7 +973,6 @@ def test_chunked_only_when_it_is_the_last_coding(
                     got = [piece async for piece in stream]
                 assert b"".join(got) == b"3\r\nabc\r\n"
             await eventually(lambda: pool.connections == 0)  # never pooled: each ended by a close
-            await pool.close()
 
     run(main)
 
@@ -1077,26 +1047,29 @@ def test_streamed_body_arrives_exactly(
     origin = uvicorn_server.origin
 
     async def main() -> None:
-        pool = ConnectionPool()
-        source = Pieces(ODD_SIZES)
-        length = len(source.data) if known else None
-        response = await post(pool, origin, "/echo", source, body_length=length)
-        assert response.status == 200
-        assert response.body == source.data
-        framing = {k: v for k, v in received(response).items() if k != "host"}
-        assert framing == (
-            {"content-length": str(len(source.data))} if known else {"transfer-encoding": "chunked"}
-        )
-        source = Pieces(ODD_SIZES, seed=8)
-        async with pool.stream(
-            origin, "POST", "/echo", (), source, body_length=length, deadline=None
-        ) as stream:
-            assert stream.status == 200
-            assert b"".join([chunk async for chunk in stream]) == source.data
-        for empty in (Pieces([]), Pieces([0, 0])):  # nothing at all, and only empty pieces
-            response = await post(pool, origin, "/echo", empty, body_length=0 if known else None)
-            assert (response.status, response.body) == (200, b"")
-        await pool.close()
+        async with open_pool() as pool:
+            source = Pieces(ODD_SIZES)
+            length = len(source.data) if known else None
+            response = await post(pool, origin, "/echo", source, body_length=length)
+            assert response.status == 200
+            assert response.body == source.data
+            framing = {k: v for k, v in received(response).items() if k != "host"}
+            assert framing == (
+                {"content-length": str(len(source.data))}
+                if known
+                else {"transfer-encoding": "chunked"}
+            )
+            source = Pieces(ODD_SIZES, seed=8)
+            async with pool.stream(
+                origin, "POST", "/echo", (), source, body_length=length, deadline=None
+            ) as stream:
+                assert stream.status == 200
+                assert b"".join([chunk async for chunk in stream]) == source.data
+            for empty in (Pieces([]), Pieces([0, 0])):  # nothing at all, and only empty pieces
+                response = await post(
+                    pool, origin, "/echo", empty, body_length=0 if known else None
+                )
+                assert (response.status, response.body) == (200, b"")
 
     run(main)
 
@@ -1114,8 +1087,7 @@ def test_streamed_body_bytes_on_the_wire(run: Callable[[Main], None]) -> None:
         await serve_forever(reader, writer)
 
     async def main() -> None:
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             headers = [("Content-Type", "text/csv")]
             for length in (None, 9):
                 source = Pieces([2, 0, 7])
@@ -1130,7 +1102,6 @@ def test_streamed_body_bytes_on_the_wire(run: Callable[[Main], None]) -> None:
                 + b"Transfer-Encoding: chunked\r\n\r\n2\r\n%s\r\n7\r\n%s\r\n0\r\n\r\n" % (a, b),
                 host % server.origin.port + b"Content-Length: 9\r\n\r\n" + a + b,
             ]
-            await pool.close()
 
     run(main)
 
@@ -1144,15 +1115,14 @@ def test_streamed_body_takes_a_fresh_connection_then_pools_it(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        assert (await post(pool, origin, "/echo", b"first")).body == b"first"
-        source = Pieces([5, 6])
-        assert (await post(pool, origin, "/echo", source, body_length=11)).body == source.data
-        assert (pool.connections, pool.idle(origin)) == (2, 2)
-        assert (await post(pool, origin, "/echo", b"third")).body == b"third"
-        assert uvicorn_server.app.clients[2] == uvicorn_server.app.clients[1]  # LIFO reuse
-        assert len(uvicorn_server.ports()) == 2
-        await pool.close()
+        async with open_pool() as pool:
+            assert (await post(pool, origin, "/echo", b"first")).body == b"first"
+            source = Pieces([5, 6])
+            assert (await post(pool, origin, "/echo", source, body_length=11)).body == source.data
+            assert (pool.connections, pool.idle(origin)) == (2, 2)
+            assert (await post(pool, origin, "/echo", b"third")).body == b"third"
+            assert uvicorn_server.app.clients[2] == uvicorn_server.app.clients[1]  # LIFO reuse
+            assert len(uvicorn_server.ports()) == 2
 
     run(main)
 
@@ -1165,26 +1135,25 @@ def test_streamed_body_longer_or_shorter_than_declared_fails_and_closes(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        with pytest.raises(BodyLengthMismatch) as mismatch:
-            await post(pool, origin, "/echo", Pieces(sizes), body_length=100_000)
-        assert (mismatch.value.declared, mismatch.value.sent) == (100_000, sum(sizes))
-        assert str(mismatch.value) == (
-            "The request body yielded more than 100000 bytes, its declared length."
-            if more
-            else "The request body yielded 65536 of 100000 bytes, its declared length."
-        )
-        assert pool.idle(origin) == 0
-        await eventually(lambda: pool.connections == 0)
-        with pytest.raises(BodyLengthMismatch):
-            async with pool.stream(
-                origin, "POST", "/echo", (), Pieces(sizes), body_length=100_000, deadline=None
-            ):
-                raise AssertionError("no response is handed out")
-        await eventually(lambda: pool.connections == 0)
-        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
-        assert len(uvicorn_server.ports()) == 3  # neither cut-short request's connection reused
-        await pool.close()
+        async with open_pool() as pool:
+            with pytest.raises(BodyLengthMismatch) as mismatch:
+                await post(pool, origin, "/echo", Pieces(sizes), body_length=100_000)
+            assert (mismatch.value.declared, mismatch.value.sent) == (100_000, sum(sizes))
+            assert str(mismatch.value) == (
+                "The request body yielded more than 100000 bytes, its declared length."
+                if more
+                else "The request body yielded 65536 of 100000 bytes, its declared length."
+            )
+            assert pool.idle(origin) == 0
+            await eventually(lambda: pool.connections == 0)
+            with pytest.raises(BodyLengthMismatch):
+                async with pool.stream(
+                    origin, "POST", "/echo", (), Pieces(sizes), body_length=100_000, deadline=None
+                ):
+                    raise AssertionError("no response is handed out")
+            await eventually(lambda: pool.connections == 0)
+            assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+            assert len(uvicorn_server.ports()) == 3  # neither cut-short request's connection reused
 
     run(main)
 
@@ -1200,24 +1169,23 @@ def test_streamed_body_is_paced_by_a_slow_reader(
         app.hold_at = 1 << 20
         app.held.clear()
         app.release.clear()
-        pool = ConnectionPool()
-        source = Repeated(piece, source_size // len(piece))
-        call = asyncio.ensure_future(
-            post(pool, uvicorn_server.origin, "/hold", source, body_length=source_size)
-        )
-        try:
-            await eventually(app.held.is_set)
-            pulled = await settled(lambda: source.pulled)
-            # What the client took from the source and the server has not read: the kernel's
-            # socket buffers (about 4.5 MiB here), the transport's high-water mark and one
-            # piece. Without back-pressure the client would have taken all 64 MiB by now.
-            unsent = pulled * len(piece) - app.consumed
-            assert unsent < 16 << 20, unsent
-        finally:
-            app.release.set()
-        response = await call
-        assert json.loads(response.body) == {"length": source_size, "sha256": source.sha256()}
-        await pool.close()
+        async with open_pool() as pool:
+            source = Repeated(piece, source_size // len(piece))
+            call = asyncio.ensure_future(
+                post(pool, uvicorn_server.origin, "/hold", source, body_length=source_size)
+            )
+            try:
+                await eventually(app.held.is_set)
+                pulled = await settled(lambda: source.pulled)
+                # What the client took from the source and the server has not read: the kernel's
+                # socket buffers (about 4.5 MiB here), the transport's high-water mark and one
+                # piece. Without back-pressure the client would have taken all 64 MiB by now.
+                unsent = pulled * len(piece) - app.consumed
+                assert unsent < 16 << 20, unsent
+            finally:
+                app.release.set()
+            response = await call
+            assert json.loads(response.body) == {"length": source_size, "sha256": source.sha256()}
 
     run(main)
 
@@ -1234,25 +1202,24 @@ def test_early_answer_stops_the_upload(
 
     async def main() -> None:
         uvicorn_server.app.clients.clear()
-        pool = ConnectionPool()
-        source = Repeated(piece, count)
-        response = await post(pool, origin, "/reject", source, body_length=len(piece) * count)
-        assert (response.status, response.body) == (413, b"too large")
-        assert source.pulled < count  # stopped, not sent to the end
-        assert pool.idle(origin) == 0  # its request cut short: never reused
-        await eventually(lambda: pool.connections == 0)
-        source = Repeated(piece, count)
-        async with pool.stream(
-            origin, "POST", "/reject", (), source, body_length=None, deadline=None
-        ) as stream:
-            assert stream.status == 413
-            assert [chunk async for chunk in stream] == [b"too large"]
-        assert source.pulled < count
-        assert pool.idle(origin) == 0
-        await eventually(lambda: pool.connections == 0)
-        assert (await post(pool, origin, "/echo", b"after")).body == b"after"
-        assert len(uvicorn_server.ports()) == 3
-        await pool.close()
+        async with open_pool() as pool:
+            source = Repeated(piece, count)
+            response = await post(pool, origin, "/reject", source, body_length=len(piece) * count)
+            assert (response.status, response.body) == (413, b"too large")
+            assert source.pulled < count  # stopped, not sent to the end
+            assert pool.idle(origin) == 0  # its request cut short: never reused
+            await eventually(lambda: pool.connections == 0)
+            source = Repeated(piece, count)
+            async with pool.stream(
+                origin, "POST", "/reject", (), source, body_length=None, deadline=None
+            ) as stream:
+                assert stream.status == 413
+                assert [chunk async for chunk in stream] == [b"too large"]
+            assert source.pulled < count
+            assert pool.idle(origin) == 0
+            await eventually(lambda: pool.connections == 0)
+            assert (await post(pool, origin, "/echo", b"after")).body == b"after"
+            assert len(uvicorn_server.ports()) == 3
 
     run(main)
 
@@ -1272,8 +1239,7 @@ def test_early_answer_from_a_server_that_stops_reading(run: Callable[[Main], Non
 
     async def main() -> None:
         answered.clear()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             source = Repeated(piece, count)
             response = await post(pool, server.origin, "/", source, body_length=len(piece) * count)
             assert (response.status, response.body) == (413, b"too large")
@@ -1283,7 +1249,6 @@ def test_early_answer_from_a_server_that_stops_reading(run: Callable[[Main], Non
             assert pool.idle(server.origin) == 0
             await eventually(lambda: pool.connections == 0)
             assert source.pulled == pulled
-            await pool.close()
 
     run(main)
 
@@ -1303,8 +1268,7 @@ def test_deadline_covers_the_upload(run: Callable[[Main], None], stall: str) -> 
 
     async def main() -> None:
         release.clear()
-        async with raw_server(handle) as server:
-            pool = ConnectionPool()
+        async with raw_pool(handle) as (server, pool):
             body = Repeated(b"x" * 65536, 1024) if stall == "server" else stalling()
             started = time.monotonic()
             with pytest.raises(TimeoutError):
@@ -1314,7 +1278,6 @@ def test_deadline_covers_the_upload(run: Callable[[Main], None], stall: str) -> 
             assert 0.28 <= time.monotonic() - started < 1.5
             await eventually(lambda: pool.connections == 0)
             release.set()
-            await pool.close()
 
     run(main)
 
@@ -1330,11 +1293,10 @@ def test_source_error_propagates_and_closes(
         raise SourceBroke("disk gone")
 
     async def main() -> None:
-        pool = ConnectionPool()
-        with pytest.raises(SourceBroke):
-            await post(pool, uvicorn_server.origin, "/echo", broken(), body_length=2000)
-        await eventually(lambda: pool.connections == 0)
-        await pool.close()
+        async with open_pool() as pool:
+            with pytest.raises(SourceBroke):
+                await post(pool, uvicorn_server.origin, "/echo", broken(), body_length=2000)
+            await eventually(lambda: pool.connections == 0)
 
     run(main)
 
@@ -1349,18 +1311,17 @@ def test_cancelled_upload_closes_its_connection(
         app.hold_at = 1 << 20
         app.held.clear()
         app.release.clear()
-        pool = ConnectionPool()
-        source = Repeated(b"x" * 65536, 1024)
-        call = asyncio.ensure_future(post(pool, origin, "/hold", source, body_length=64 << 20))
-        try:
-            await eventually(app.held.is_set)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            await eventually(lambda: pool.connections == 0)
-        finally:
-            app.release.set()
-        await pool.close()
+        async with open_pool() as pool:
+            source = Repeated(b"x" * 65536, 1024)
+            call = asyncio.ensure_future(post(pool, origin, "/hold", source, body_length=64 << 20))
+            try:
+                await eventually(app.held.is_set)
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                await eventually(lambda: pool.connections == 0)
+            finally:
+                app.release.set()
 
     run(main)
 
