@@ -100,6 +100,12 @@ def main() -> None:
         help="builtin: the sagehost/python runtime echoing; raw: a bare uvicorn echo server; "
         "lean: an echo server with no web framework",
     )
+    parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        help="sagehost serve --gateway-processes (CPU per call then counts every one)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -107,7 +113,9 @@ def main() -> None:
         tmp = Path(tmpdir)
         container, container_url = start_echo_container(tmp, args.container)
         server = RunningServer(
-            data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
+            data_dir=tmp / "data",
+            port=free_port(),
+            args=["--log-level", "warning", "--gateway-processes", str(args.gateway_processes)],
         )
         server.start()
         try:
@@ -122,9 +130,10 @@ def main() -> None:
                         ("sagehost", f"{server.url}/endpoints/echo/invocations", via),
                     ):
                         assert server.process is not None
-                        before = cpu_seconds(server.process.pid), cpu_seconds(container.pid)
+                        gateways = [server.process.pid, *replica_pids(server.process.pid)]
+                        before = cpu_seconds(*gateways), cpu_seconds(container.pid)
                         result = wrk(url, headers, concurrency, args.seconds, tmp)
-                        after = cpu_seconds(server.process.pid), cpu_seconds(container.pid)
+                        after = cpu_seconds(*gateways), cpu_seconds(container.pid)
                         calls = result["rps"] * args.seconds
                         result["sagehost_cpu_us"] = 1e6 * (after[0] - before[0]) / calls
                         result["container_cpu_us"] = 1e6 * (after[1] - before[1]) / calls
@@ -136,11 +145,27 @@ def main() -> None:
             container.wait()
 
 
+def replica_pids(primary: int) -> list[int]:
+    """The gateway replica processes the primary ``primary`` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == primary and b"sagehost.replica" in command:
+                found.append(int(entry.name))
+    return found
+
+
 def report(
     results: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace
 ) -> None:
     print(
-        f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1), {args.container} container"
+        f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1), {args.container} "
+        f"container, {args.gateway_processes} gateway process(es)"
     )
     print("path       conc     req/s   p50 ms   p99 ms  sagehost CPU/call  container CPU/call")
     for (path, concurrency), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):

@@ -40,6 +40,12 @@ class Settings:
     # multi-model variant may fill with downloaded models, in MiB.
     mme_memory_mb: float = 2048.0
     mme_disk_mb: float = 10240.0
+    # Processes serving the port: the primary, which owns everything, and replicas that serve
+    # plain InvokeEndpoint calls from a copy of its routing table (invoke/replication.py).
+    gateway_processes: int = 1
+    # How often the primary looks for changes the replicas must copy (instances that became
+    # ready or went down); operations that move calls elsewhere copy them before they return.
+    route_refresh_s: float = 0.05
 
     def is_loopback(self) -> bool:
         return host_is_loopback(self.host)

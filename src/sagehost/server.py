@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import secrets
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -32,9 +35,11 @@ from sagehost.core.live import EndpointDirectory
 from sagehost.core.ports import Account, CredentialStore
 from sagehost.gateway.app import Gateway
 from sagehost.gateway.auth import Authenticator
+from sagehost.gateway.feed import WithRouteFeed
 from sagehost.invoke.for_jobs import EndpointModels
 from sagehost.invoke.multimodel import model_hosts
 from sagehost.invoke.observers import CallObservers
+from sagehost.invoke.replication import RouteFeed
 from sagehost.invoke.service import Invoker
 from sagehost.jobs.runner import JobRunner
 from sagehost.jobs.service import AsyncInference
@@ -52,6 +57,7 @@ from sagehost.storage.model_files import ModelFileStore
 from sagehost.storage.notify import TopicNotifier
 from sagehost.storage.objects import UrlObjectStore
 from sagehost.workers.pool import ProcessWorkerPool
+from sagehost.workers.replicas import ReplicaProcesses, listen
 from sagehost.workers.settings import WorkerSettings
 
 log = logging.getLogger("sagehost")
@@ -78,6 +84,7 @@ class App:
     runner: JobRunner
     jobs_store: SqliteJobStore
     observers: CallObservers | None = None
+    feed: RouteFeed | None = None
 
     async def close(self) -> None:
         # Jobs in flight are abandoned, not lost: they are run again after the next start.
@@ -112,20 +119,27 @@ def credential_store(
     )
 
 
+def service_model(name: str) -> ServiceModel:
+    """botocore's bundled model of ``name``, with sagehost's extensions."""
+    loader = botocore.session.get_session().get_component("data_loader")
+    return ServiceModel(extend_model(loader.load_service_model(name, "service-2")), name)
+
+
 def build(settings: Settings) -> App:
     store, accounts, loopback_only = credential_store(settings)
     clock = SystemClock()
-    session = botocore.session.get_session()
-    loader = session.get_component("data_loader")
-    sagemaker_model = ServiceModel(
-        extend_model(loader.load_service_model("sagemaker", "service-2")), "sagemaker"
-    )
-    runtime_model = ServiceModel(
-        extend_model(loader.load_service_model("sagemaker-runtime", "service-2")),
-        "sagemaker-runtime",
-    )
+    sagemaker_model = service_model("sagemaker")
+    runtime_model = service_model("sagemaker-runtime")
     data_dir = settings.data_dir.resolve()
     catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
+    directory = EndpointDirectory()
+    # With gateway replicas, the routing table is copied to them, and an instance stops only
+    # once none of them will call it again.
+    feed = (
+        RouteFeed(directory, tick_s=settings.route_refresh_s)
+        if settings.gateway_processes > 1
+        else None
+    )
     pool = ProcessWorkerPool(
         WorkerSettings(
             data_dir=data_dir,
@@ -135,8 +149,8 @@ def build(settings: Settings) -> App:
             multi_model_dirs=(data_dir / MULTI_MODEL_DIR,),
         ),
         clock=clock,
+        retire=feed.synced if feed is not None else None,
     )
-    directory = EndpointDirectory()
     # file:// locations come from callers (async inputs and results, data capture): with several
     # accounts they are confined to the configured roots (none by default), so no account reads
     # or writes the server's files.
@@ -165,6 +179,7 @@ def build(settings: Settings) -> App:
         ),
         settle_s=settings.describe_settle_s,
         observers=observers,
+        routes_changed=feed.synced if feed is not None else None,
     )
     invoker = Invoker(directory, clock, instance_wait_s=settings.instance_wait_s)
     jobs_store = SqliteJobStore(data_dir / "jobs.sqlite3")
@@ -197,7 +212,9 @@ def build(settings: Settings) -> App:
         stream_limit_s=settings.stream_limit_s,
         default_region=settings.region,
     )
-    return App(settings, gateway, control, pool, catalog, accounts, runner, jobs_store, observers)
+    return App(
+        settings, gateway, control, pool, catalog, accounts, runner, jobs_store, observers, feed
+    )
 
 
 def demo_model_dir(name: str = "iris") -> Path:
@@ -250,13 +267,30 @@ async def deploy_demo(app: App) -> None:
         log.info("demo endpoint %r is %s", endpoint, described["EndpointStatus"])
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, minus the re-raise of the caught signal once serving ends.
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, minus the re-raise of the caught signal once serving ends, and with
+    the gateway replicas stopped before it stops accepting.
 
     uvicorn re-delivers SIGTERM/SIGINT after its own shutdown so a bare process dies of it; that
     would kill sagehost before it stops its workers. Here the signal ends serving, the workers are
     stopped in :func:`serve`, and the process exits 0. Previous handlers are still restored.
+    Replicas relay calls to the primary, so they finish theirs while the primary still serves.
     """
+
+    replicas: ReplicaProcesses | None = None
+    feed: RouteFeed | None = None
+    grace_s = 30.0
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.stop_replicas()
+        await super().shutdown(sockets=sockets)
+
+    async def stop_replicas(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.stop(self.grace_s)
+            self.replicas = None
+        if self.feed is not None:
+            await self.feed.close()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -276,8 +310,43 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 async def serve(settings: Settings) -> None:
     app = build(settings)
-    config = uvicorn.Config(
-        app.gateway,
+    server: GatewayServer | None = None
+    try:
+        # 1. Start up: endpoints from the data dir come back in the background.
+        await app.control.endpoints.restore()
+        await app.runner.start()
+        if settings.demo:
+            await deploy_demo(app)
+        server, sockets = listen_for(app)
+        log.info(
+            "sagehost listening on http://%s:%d (data dir %s, %d gateway process%s)",
+            settings.host,
+            settings.port,
+            settings.data_dir,
+            settings.gateway_processes,
+            "" if settings.gateway_processes == 1 else "es",
+        )
+        # Everything built so far lives as long as the server: freezing it keeps the cyclic
+        # collector from re-scanning it on every pass (measured: about 5 % more calls a second).
+        gc.collect()
+        gc.freeze()
+        # 2. Serve until SIGTERM/SIGINT. uvicorn stops accepting, lets in-flight requests finish
+        #    within timeout_graceful_shutdown, and restores the previous signal handlers.
+        await server.serve(sockets)
+    finally:
+        # 3. Stop deployments and every worker process.
+        log.info("sagehost stopping workers")
+        if server is not None and server.replicas is not None:
+            await server.stop_replicas()  # if serving never began
+        await app.close()
+
+
+def listen_for(app: App) -> tuple[GatewayServer, list[socket.socket] | None]:
+    """The HTTP server of ``app``. With gateway replicas it listens on sockets made here: the
+    public one, which the replicas share, and a loopback one where they reach the primary."""
+    settings = app.settings
+    config = functools.partial(
+        uvicorn.Config,
         host=settings.host,
         port=settings.port,
         lifespan="off",
@@ -291,30 +360,54 @@ async def serve(settings: Settings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
-    server = _Server(config)
+    if app.feed is None:
+        return GatewayServer(config(app.gateway)), None
     try:
-        # 1. Start up: endpoints from the data dir come back in the background.
-        await app.control.endpoints.restore()
-        await app.runner.start()
-        if settings.demo:
-            await deploy_demo(app)
-        log.info(
-            "sagehost listening on http://%s:%d (data dir %s)",
-            settings.host,
-            settings.port,
-            settings.data_dir,
-        )
-        # Everything built so far lives as long as the server: freezing it keeps the cyclic
-        # collector from re-scanning it on every pass (measured: about 5 % more calls a second).
-        gc.collect()
-        gc.freeze()
-        # 2. Serve until SIGTERM/SIGINT. uvicorn stops accepting, lets in-flight requests finish
-        #    within timeout_graceful_shutdown, and restores the previous signal handlers.
-        await server.serve()
-    finally:
-        # 3. Stop deployments and every worker process.
-        log.info("sagehost stopping workers")
-        await app.close()
+        public = listen(settings.host, settings.port)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
+        ) from None
+    internal = listen("127.0.0.1", 0)
+    token = secrets.token_urlsafe(32)
+    host, port = internal.getsockname()[:2]
+    server = GatewayServer(config(WithRouteFeed(app.gateway, app.feed, token, (host, port))))
+    server.feed = app.feed
+    server.replicas = ReplicaProcesses(
+        settings.gateway_processes - 1,
+        listening=public,
+        args=replica_args(settings, port),
+        token=token,
+        on_exit=app.feed.forget,
+    )
+    server.grace_s = settings.shutdown_timeout_s
+    app.feed.start()
+    server.replicas.start()
+    return server, [public, internal]
+
+
+def replica_args(settings: Settings, primary_port: int) -> list[str]:
+    """What a replica (``sagehost.replica``) must know: how to authenticate and where the
+    primary is."""
+    args = [
+        "--primary-port",
+        str(primary_port),
+        "--host",
+        settings.host,
+        "--region",
+        settings.region,
+        "--max-skew",
+        repr(settings.max_skew_s),
+        "--shutdown-timeout",
+        repr(settings.shutdown_timeout_s),
+        "--drain",
+        repr(settings.worker_stop_grace_s),
+        "--log-level",
+        settings.log_level,
+    ]
+    if settings.credentials_file is not None:
+        args += ["--credentials", str(settings.credentials_file.resolve())]
+    return args
 
 
 def run(settings: Settings) -> None:

@@ -91,6 +91,22 @@ def parser() -> argparse.ArgumentParser:
         metavar="MIB",
         help="disk each multi-model variant may fill with downloaded models (default 10240)",
     )
+    serve.add_argument(
+        "--gateway-processes",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="processes serving the port (default 1): the primary plus N-1 replicas that serve "
+        "plain InvokeEndpoint calls on more cores (docs/architecture.md)",
+    )
+    serve.add_argument(
+        "--route-refresh",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="with gateway replicas: how often instance changes are copied to them "
+        "(default %(default)s)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     models.add_parser(commands)
     jobs = commands.add_parser("jobs", help="show async inference jobs of a running server")
@@ -107,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("endpoint")
     describe.add_argument("inference_id")
     return root
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def jobs_command(args: argparse.Namespace) -> int:
@@ -148,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         docker_host=os.environ.get("DOCKER_HOST"),
         mme_memory_mb=args.mme_memory_mb,
         mme_disk_mb=args.mme_disk_mb,
+        gateway_processes=args.gateway_processes,
+        route_refresh_s=args.route_refresh,
     )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -18,6 +18,23 @@ from sagehost.core.invocation import Caller
 from sagehost.core.live import EndpointDirectory, ObserverFactory
 from sagehost.core.ports import Catalog, Clock
 
+# Operations after which calls may go elsewhere at once, or whose answer says where they go
+# (an endpoint DescribeEndpoint reports InService is served by every gateway process).
+_ROUTING = frozenset(
+    {
+        "CreateEndpoint",
+        "DescribeEndpoint",
+        "DescribeInferenceComponent",
+        "DeleteEndpoint",
+        "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+        "CreateInferenceComponent",
+        "UpdateInferenceComponent",
+        "UpdateInferenceComponentRuntimeConfig",
+        "DeleteInferenceComponent",
+    }
+)
+
 Handler = Callable[[Caller, dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 
 
@@ -31,7 +48,11 @@ class ControlPlane:
         *,
         settle_s: float = 20.0,
         observers: ObserverFactory | None = None,
+        routes_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``routes_changed`` is awaited before an operation that changes where calls go
+        returns (gateway replicas then route as the answer says)."""
+        self._routes_changed = routes_changed
         store = Store(catalog, clock)
         self.models = Models(store)
         self.endpoint_configs = EndpointConfigs(store)
@@ -88,4 +109,6 @@ class ControlPlane:
         result = handler(caller, params)
         if inspect.isawaitable(result):
             result = await result
+        if self._routes_changed is not None and operation in _ROUTING:
+            await self._routes_changed()
         return result

@@ -115,6 +115,12 @@ class ContainerRefused(ContainerUnreachable):
     and may safely go to another instance (adapter-level)."""
 
 
+class Handoff(Exception):
+    """A gateway replica cannot serve this call from its copy of the routing table (the endpoint
+    is not in it, no instance it knows is ready, or one refused the connection): the primary
+    gateway process serves it instead. The call has not reached any model."""
+
+
 class ContainerTimeout(SagehostError):
     """A container did not answer within the invocation deadline (adapter-level)."""
 

@@ -162,3 +162,7 @@ class EndpointDirectory:
 
     def all(self) -> list[LiveEndpoint]:
         return list(self._endpoints.values())
+
+    def replace(self, endpoints: list[LiveEndpoint]) -> None:
+        """Swap in a whole new table in one step (a gateway replica's copy)."""
+        self._endpoints = {(e.account, e.name.lower()): e for e in endpoints}

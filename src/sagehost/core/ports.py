@@ -103,6 +103,12 @@ class Instance(Protocol):
         """Calls in flight to this instance right now."""
         ...
 
+    @property
+    def base_url(self) -> str | None:
+        """Where the container answers (``http://host:port``), while it runs; gateway replicas
+        call it there directly."""
+        ...
+
     async def invoke(self, request: ContainerRequest) -> ContainerResponse:
         """Call the container; raises ``ContainerTimeout`` or ``ContainerUnreachable``."""
         ...

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sagehost.control.plane import ControlPlane
-from sagehost.core.invocation import AsyncAccepted, AsyncInput, Caller, InvokeInput
+from sagehost.core.invocation import AsyncAccepted, AsyncInput, Caller, InvokeInput, InvokeOutput
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.errors import control_error, runtime_error
 from sagehost.gateway.http import (
@@ -119,24 +119,10 @@ class Gateway:
             headers.append((b"x-amzn-requestid", request_id.encode()))
             await respond(send, status, headers, body)
 
-    async def _authenticate(self, scope: Scope, body: bytes) -> Caller:
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        account, region = self._auth.authenticate(
-            method=scope["method"],
-            raw_path=raw_path.decode("latin-1").split("?", 1)[0],
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-            body=body,
-            peer=(scope.get("client") or (None,))[0],
-        )
-        return Caller(account.account_id, region)
-
     # -- runtime ------------------------------------------------------------------------------
 
     async def _runtime(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        name_part, _, suffix = raw[len(_ENDPOINTS) :].partition("/")
-        endpoint_name = unquote(name_part)
+        endpoint_name, suffix = runtime_target(scope)
         caller: Caller | None = None
         headers: Headers = scope["headers"]
         op = self._runtime_ops.get(suffix)
@@ -148,7 +134,7 @@ class Gateway:
             if length is not None and length > MAX_BODY:
                 raise BodyTooLarge(MAX_BODY)
             body = await read_body(receive, MAX_BODY)
-            caller = await self._authenticate(scope, body)
+            caller = self._auth.caller(scope, body)
             params = op.parse(endpoint_name, headers, len(body))
             if op is self._async_op:
                 accepted = await self._jobs.submit(caller, _async_input(params))
@@ -156,7 +142,7 @@ class Gateway:
                     send, 202, _accepted_headers(accepted, request_id), _accepted_body(accepted)
                 )
                 return
-            request = _invoke_input(params, body)
+            request = invoke_input(params, body)
             if op is self._stream_op:
                 async with open_stream(
                     self._invoker, caller, request, stream_limit_s=self._stream_limit_s
@@ -189,30 +175,10 @@ class Gateway:
                 runtime_error(error, region=region, account=account, endpoint=endpoint_name),
             )
             return
-        out: Headers = [
-            (b"x-amzn-invoked-production-variant", result.invoked_variant.encode()),
-            (b"x-amzn-requestid", request_id.encode()),
-        ]
-        if result.content_type is not None:
-            out.append((b"content-type", result.content_type.encode("latin-1")))
-        if result.custom_attributes is not None:
-            out.append(
-                (b"x-amzn-sagemaker-custom-attributes", result.custom_attributes.encode("latin-1"))
-            )
-        if result.new_session_id is not None:
-            out.append(
-                (b"x-amzn-sagemaker-new-session-id", result.new_session_id.encode("latin-1"))
-            )
-        if result.closed_session_id is not None:
-            out.append(
-                (b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1"))
-            )
-        await respond(send, 200, out, result.body)
+        await respond(send, 200, invoke_headers(result, request_id), result.body)
 
     async def _runtime_failure(self, send: Send, request_id: str, error: wire.WireError) -> None:
-        status, headers, body = wire.render_rest_json(error)
-        headers.append((b"x-amzn-requestid", request_id.encode()))
-        await respond(send, status, headers, body)
+        await runtime_failure(send, request_id, error)
 
     # -- control plane ------------------------------------------------------------------------
 
@@ -225,7 +191,7 @@ class Gateway:
             if length is not None and length > MAX_BODY:
                 raise BodyTooLarge(MAX_BODY)
             body = await read_body(receive, MAX_BODY)
-            caller = await self._authenticate(scope, body)
+            caller = self._auth.caller(scope, body)
             target = next((v.decode("latin-1") for k, v in headers if k == b"x-amz-target"), None)
             own = self._own_ops.get(target or "")
             if own is not None:
@@ -338,7 +304,41 @@ _MEMBERS = {
 }
 
 
-def _invoke_input(params: dict[str, Any], body: bytes) -> InvokeInput:
+def invoke_input(params: dict[str, Any], body: bytes) -> InvokeInput:
     # Only the headers the caller sent are in params: usually two or three.
     optional = {_MEMBERS[k]: v for k, v in params.items() if k in _MEMBERS}
     return InvokeInput(endpoint_name=str(params["EndpointName"]), body=body, **optional)
+
+
+def runtime_target(scope: Scope) -> tuple[str, str]:
+    """The endpoint name and the operation suffix of ``POST /endpoints/{name}/{suffix}``."""
+    raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+    name_part, _, suffix = raw[len(_ENDPOINTS) :].partition("/")
+    return unquote(name_part), suffix
+
+
+def invoke_headers(result: InvokeOutput, request_id: str) -> Headers:
+    """The headers of InvokeEndpoint's answer (§3.2)."""
+    out: Headers = [
+        (b"x-amzn-invoked-production-variant", result.invoked_variant.encode()),
+        (b"x-amzn-requestid", request_id.encode()),
+    ]
+    if result.content_type is not None:
+        out.append((b"content-type", result.content_type.encode("latin-1")))
+    if result.custom_attributes is not None:
+        out.append(
+            (b"x-amzn-sagemaker-custom-attributes", result.custom_attributes.encode("latin-1"))
+        )
+    if result.new_session_id is not None:
+        out.append((b"x-amzn-sagemaker-new-session-id", result.new_session_id.encode("latin-1")))
+    if result.closed_session_id is not None:
+        out.append(
+            (b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1"))
+        )
+    return out
+
+
+async def runtime_failure(send: Send, request_id: str, error: wire.WireError) -> None:
+    status, headers, body = wire.render_rest_json(error)
+    headers.append((b"x-amzn-requestid", request_id.encode()))
+    await respond(send, status, headers, body)

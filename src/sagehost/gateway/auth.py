@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from collections.abc import MutableMapping
+from typing import Any
 
 from sagehost.core.errors import NotAuthenticated
+from sagehost.core.invocation import Caller
 from sagehost.core.ports import Account, Clock, CredentialStore
 from sagehost.protocol import sigv4
 
@@ -77,6 +80,19 @@ class Authenticator:
             if token is None or not hmac.compare_digest(token, account.session_token):
                 raise NotAuthenticated("UnrecognizedClientException", UNRECOGNIZED)
         return account, credential.region
+
+    def caller(self, scope: MutableMapping[str, Any], body: bytes) -> Caller:
+        """``authenticate`` an ASGI request: the caller's account and region."""
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        account, region = self.authenticate(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1").split("?", 1)[0],
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            body=body,
+            peer=(scope.get("client") or (None,))[0],
+        )
+        return Caller(account.account_id, region)
 
 
 @functools.lru_cache(maxsize=4096)

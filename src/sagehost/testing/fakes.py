@@ -40,6 +40,7 @@ class FakeInstance:
         self.instance_id = instance_id
         self.ready = ready
         self.outstanding = 0
+        self.base_url: str | None = None
         self.calls: list[ContainerRequest] = []
 
     async def invoke(self, request: ContainerRequest) -> ContainerResponse:

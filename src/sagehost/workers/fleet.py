@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sagehost.core.errors import DeploymentFailed
@@ -43,8 +43,10 @@ class WorkerFleet:
         client: ContainerClient,
         clock: Clock,
         on_stopped: Callable[[WorkerFleet], None],
+        retire: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
+        self._retire = retire
         self._settings = settings
         self._on_stopped = on_stopped
         self._stop_task: asyncio.Task[None] | None = None
@@ -75,6 +77,7 @@ class WorkerFleet:
             settings=self._settings,
             clock=self._clock,
             startup_timeout_s=spec.startup_timeout_s,
+            retire=self._retire,
         )
 
     @property

@@ -115,12 +115,18 @@ class Origin:
 
     __slots__ = ("authority", "host", "key", "port", "tls")
 
-    def __init__(self, host: str, port: int, *, tls: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, *, tls: bool = False, authority: str | None = None
+    ) -> None:
+        """``authority`` is sent as ``Host`` in place of ``host:port`` (a relayed request
+        keeps the Host its sender signed); connections are still pooled by host and port."""
         self.host = host
         self.port = port
         self.tls = tls
-        name = f"[{host}]" if ":" in host else host
-        self.authority = name if port == (443 if tls else 80) else f"{name}:{port}"
+        if authority is None:
+            name = f"[{host}]" if ":" in host else host
+            authority = name if port == (443 if tls else 80) else f"{name}:{port}"
+        self.authority = authority
         self.key = (host, port, tls)
 
     @classmethod

@@ -77,8 +77,10 @@ class WorkerInstance:
         settings: WorkerSettings,
         clock: Clock,
         startup_timeout_s: float,
+        retire: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._id = instance_id
+        self._retire = retire
         self._hostname = hostname
         self.log_path = log_path
         self._target = target
@@ -168,6 +170,9 @@ class WorkerInstance:
 
     async def _stop(self) -> None:
         self._stopping = True
+        if self._retire is not None:
+            # Gateway replicas call instances too: wait until none will call this one again.
+            await self._retire()
         if self._outstanding:
             self._idle = asyncio.Event()
             with contextlib.suppress(TimeoutError):
@@ -258,6 +263,10 @@ class WorkerInstance:
         host = self._settings.bind_host
         for attempt in range(_PORT_ATTEMPTS):
             await self._stop_process()
+            if self._retire is not None:
+                # A port a crashed instance left may be the next one taken: no gateway replica
+                # may still hold it as that instance's address.
+                await self._retire()
             port = free_port(host)
             plan = launch(port, f"sagehost-{self._id}-{uuid.uuid4().hex[:8]}")
             try:

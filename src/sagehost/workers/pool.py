@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from sagehost.core.ports import Clock, FleetSpec
 from sagehost.workers.client import ContainerClient
@@ -13,8 +14,17 @@ from sagehost.workers.settings import SystemClock, WorkerSettings
 class ProcessWorkerPool:
     """Implements ``core.ports.WorkerPool``; owns the one HTTP client used to reach workers."""
 
-    def __init__(self, settings: WorkerSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        clock: Clock | None = None,
+        retire: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``retire`` is awaited before an instance stops taking calls for good (see
+        ``invoke.replication.RouteFeed.synced``)."""
         self.settings = settings
+        self._retire = retire
         self._clock: Clock = clock or SystemClock()
         self._fleets: set[WorkerFleet] = set()
         self._client: ContainerClient | None = None
@@ -34,6 +44,7 @@ class ProcessWorkerPool:
             client=self._container_client(),
             clock=self._clock,
             on_stopped=self._fleets.discard,
+            retire=self._retire,
         )
         self._fleets.add(fleet)
         return fleet

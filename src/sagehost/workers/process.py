@@ -104,14 +104,14 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> 
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
     finally:
         os.close(log)
     return WorkerProcess(proc, log_path, start)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     # Loaded before the fork: after it, only async-signal-safe work belongs in the child.
