@@ -8,6 +8,7 @@ paths run by run; the report gives the median of the runs.
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Usage::
 
     python bench/invoke.py --runs 5 --seconds 5 --concurrency 1 8 64
+    python bench/invoke.py --concurrency 64 --container lean --gateway-processes 1 2
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def main() -> None:
     parser.add_argument(
         "--gateway-processes",
         type=int,
-        default=1,
-        help="sagehost serve --gateway-processes (CPU per call then counts every one)",
+        nargs="+",
+        default=[1],
+        help="sagehost serve --gateway-processes; with several values one server runs per "
+        "value and the paths alternate (CPU per call counts every gateway process)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -112,25 +115,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         container, container_url = start_echo_container(tmp, args.container)
-        server = RunningServer(
-            data_dir=tmp / "data",
-            port=free_port(),
-            args=["--log-level", "warning", "--gateway-processes", str(args.gateway_processes)],
-        )
-        server.start()
+        servers = {
+            count: RunningServer(
+                data_dir=tmp / f"data{count}",
+                port=free_port(),
+                args=["--log-level", "warning", "--gateway-processes", str(count)],
+            )
+            for count in args.gateway_processes
+        }
         try:
-            deploy_url(server.client("sagemaker"), "echo", {"Image": f"url:{container_url}"})
-            via = signed_headers(server.url, "echo")
-            direct = {"Content-Type": "application/json"}
+            paths: list[tuple[str, str, dict[str, str], RunningServer | None]] = [
+                (
+                    "direct",
+                    f"{container_url}/invocations",
+                    {"Content-Type": "application/json"},
+                    None,
+                )
+            ]
+            for count, server in servers.items():
+                server.start()
+                deploy_url(server.client("sagemaker"), "echo", {"Image": f"url:{container_url}"})
+                name = "sagehost" if len(servers) == 1 else f"sagehost x{count}"
+                url = f"{server.url}/endpoints/echo/invocations"
+                paths.append((name, url, signed_headers(server.url, "echo"), server))
             results: dict[tuple[str, int], list[dict[str, float]]] = {}
             for concurrency in args.concurrency:
                 for _ in range(args.runs):
-                    for path, url, headers in (
-                        ("direct", f"{container_url}/invocations", direct),
-                        ("sagehost", f"{server.url}/endpoints/echo/invocations", via),
-                    ):
-                        assert server.process is not None
-                        gateways = [server.process.pid, *replica_pids(server.process.pid)]
+                    for path, url, headers, server in paths:
+                        gateways = gateway_pids(server)
                         before = cpu_seconds(*gateways), cpu_seconds(container.pid)
                         result = wrk(url, headers, concurrency, args.seconds, tmp)
                         after = cpu_seconds(*gateways), cpu_seconds(container.pid)
@@ -140,9 +152,18 @@ def main() -> None:
                         results.setdefault((path, concurrency), []).append(result)
             report(results, args)
         finally:
-            server.stop()
+            for server in servers.values():
+                if server.process is not None:
+                    server.stop()
             container.terminate()
             container.wait()
+
+
+def gateway_pids(server: RunningServer | None) -> list[int]:
+    """The server's primary and its gateway replica processes (none for the direct path)."""
+    if server is None or server.process is None:
+        return []
+    return [server.process.pid, *replica_pids(server.process.pid)]
 
 
 def replica_pids(primary: int) -> list[int]:
@@ -165,25 +186,27 @@ def report(
 ) -> None:
     print(
         f"median of {args.runs} runs of {args.seconds:g} s each (wrk -t1), {args.container} "
-        f"container, {args.gateway_processes} gateway process(es)"
+        "container; sagehost xN: --gateway-processes N"
     )
-    print("path       conc     req/s   p50 ms   p99 ms  sagehost CPU/call  container CPU/call")
+    print("path          conc     req/s   p50 ms   p99 ms  sagehost CPU/call  container CPU/call")
     for (path, concurrency), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(
-            f"{path:<10}{concurrency:>5}{med['rps']:>10.0f}{med['p50_ms']:>9.3f}{med['p99_ms']:>9.3f}"
+            f"{path:<13}{concurrency:>5}{med['rps']:>10.0f}{med['p50_ms']:>9.3f}{med['p99_ms']:>9.3f}"
             f"{med['sagehost_cpu_us']:>16.0f} us{med['container_cpu_us']:>16.0f} us"
         )
+    names = sorted({path for path, _ in results if path != "direct"})
     for concurrency in args.concurrency:
-        pairs = list(
-            zip(results[("sagehost", concurrency)], results[("direct", concurrency)], strict=True)
-        )
-        added = statistics.median(s["p50_ms"] - d["p50_ms"] for s, d in pairs)
-        ratio = statistics.median(s["rps"] / d["rps"] for s, d in pairs)
-        print(
-            f"concurrency {concurrency}: added p50 latency {added:.3f} ms, "
-            f"throughput sagehost/direct {ratio:.2f} (medians of paired runs)"
-        )
+        for name in names:
+            pairs = list(
+                zip(results[(name, concurrency)], results[("direct", concurrency)], strict=True)
+            )
+            added = statistics.median(s["p50_ms"] - d["p50_ms"] for s, d in pairs)
+            ratio = statistics.median(s["rps"] / d["rps"] for s, d in pairs)
+            print(
+                f"concurrency {concurrency}, {name}: added p50 latency {added:.3f} ms, "
+                f"throughput {name}/direct {ratio:.2f} (medians of paired runs)"
+            )
 
 
 if __name__ == "__main__":
