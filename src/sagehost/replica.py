@@ -17,8 +17,6 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from sagehost.clock import SystemClock
 from sagehost.config import Settings
 from sagehost.core.live import EndpointDirectory
@@ -28,7 +26,13 @@ from sagehost.gateway.replica import ReplicaGateway
 from sagehost.invoke.replication import RouteFollower
 from sagehost.invoke.service import Invoker
 from sagehost.protocol.runtime import RuntimeOperation
-from sagehost.server import ConfigurationError, GatewayServer, credential_store, service_model
+from sagehost.server import (
+    ConfigurationError,
+    GatewayServer,
+    credential_store,
+    http_config,
+    service_model,
+)
 from sagehost.workers.client import ContainerClient
 from sagehost.workers.remote import RemoteInstance
 from sagehost.workers.replicas import TOKEN_ENV
@@ -80,19 +84,7 @@ async def serve(args: argparse.Namespace, token: str) -> None:
         primary=primary,
         default_region=settings.region,
     )
-    server = GatewayServer(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            http="httptools",
-            loop="none",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=int(args.shutdown_timeout),
-        )
-    )
+    server = GatewayServer(http_config(app, shutdown_timeout_s=args.shutdown_timeout))
     following = asyncio.create_task(follower.run(), name="follow routes")
     gc.collect()
     gc.freeze()

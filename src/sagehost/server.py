@@ -36,6 +36,7 @@ from sagehost.core.ports import Account, CredentialStore
 from sagehost.gateway.app import Gateway
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.feed import WithRouteFeed
+from sagehost.gateway.http import ASGIApp
 from sagehost.invoke.for_jobs import EndpointModels
 from sagehost.invoke.multimodel import model_hosts
 from sagehost.invoke.observers import CallObservers
@@ -346,19 +347,10 @@ def listen_for(app: App) -> tuple[GatewayServer, list[socket.socket] | None]:
     public one, which the replicas share, and a loopback one where they reach the primary."""
     settings = app.settings
     config = functools.partial(
-        uvicorn.Config,
+        http_config,
         host=settings.host,
         port=settings.port,
-        lifespan="off",
-        http="httptools",
-        loop="none",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        # The dev key's loopback check reads the forwarding headers itself (gateway/auth.py):
-        # uvicorn's rewriting of the client address would cost every call for nothing more.
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        shutdown_timeout_s=settings.shutdown_timeout_s,
     )
     if app.feed is None:
         return GatewayServer(config(app.gateway)), None
@@ -384,6 +376,27 @@ def listen_for(app: App) -> tuple[GatewayServer, list[socket.socket] | None]:
     app.feed.start()
     server.replicas.start()
     return server, [public, internal]
+
+
+def http_config(
+    app: ASGIApp, *, shutdown_timeout_s: float, host: str = "127.0.0.1", port: int = 8080
+) -> uvicorn.Config:
+    """uvicorn's settings for a gateway process (the primary or a replica)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        # The dev key's loopback check reads the forwarding headers itself (gateway/auth.py):
+        # uvicorn's rewriting of the client address would cost every call for nothing more.
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(shutdown_timeout_s),
+    )
 
 
 def replica_args(settings: Settings, primary_port: int) -> list[str]:

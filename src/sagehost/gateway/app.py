@@ -94,14 +94,7 @@ class Gateway:
         except ClientGone:
             return
         except Exception:
-            # The outermost catch: log the traceback here, and only here.
-            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
-            status, headers, body = wire.render_rest_json(wire.internal_failure())
-            headers.append((b"x-amzn-requestid", request_id.encode()))
-            # If the response had already started the server refuses a second start; the
-            # client then sees the connection close, which is all that is left to tell it.
-            with contextlib.suppress(RuntimeError):
-                await respond(send, status, headers, body)
+            await unhandled(scope, send, request_id)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         method = scope["method"]
@@ -342,3 +335,15 @@ async def runtime_failure(send: Send, request_id: str, error: wire.WireError) ->
     status, headers, body = wire.render_rest_json(error)
     headers.append((b"x-amzn-requestid", request_id.encode()))
     await respond(send, status, headers, body)
+
+
+async def unhandled(scope: Scope, send: Send, request_id: str) -> None:
+    """The outermost catch of an ASGI app: log the traceback here, and only here, and answer
+    InternalFailure without detail."""
+    log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+    status, headers, body = wire.render_rest_json(wire.internal_failure())
+    headers.append((b"x-amzn-requestid", request_id.encode()))
+    # If the response had already started the server refuses a second start; the client then
+    # sees the connection close, which is all that is left to tell it.
+    with contextlib.suppress(RuntimeError):
+        await respond(send, status, headers, body)

@@ -11,9 +11,6 @@ handing it over never runs it twice.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-
 from sagehost.core.errors import Handoff, InvalidRequest, NoHealthyInstance
 from sagehost.gateway.app import (
     MAX_BODY,
@@ -22,6 +19,7 @@ from sagehost.gateway.app import (
     invoke_input,
     runtime_failure,
     runtime_target,
+    unhandled,
 )
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.errors import runtime_error
@@ -37,10 +35,7 @@ from sagehost.gateway.http import (
     respond,
 )
 from sagehost.invoke.service import Invoker
-from sagehost.protocol import errors as wire
 from sagehost.protocol.runtime import RuntimeOperation
-
-log = logging.getLogger("sagehost.gateway")
 
 _INVOCATIONS = "invocations"
 
@@ -80,10 +75,7 @@ class ReplicaGateway:
         except ClientGone:
             return
         except Exception:
-            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
-            status, headers, body = wire.render_rest_json(wire.internal_failure())
-            with contextlib.suppress(RuntimeError):
-                await respond(send, status, headers, body)
+            await unhandled(scope, send, self._request_ids.next())
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send, endpoint_name: str) -> None:
         headers: Headers = scope["headers"]

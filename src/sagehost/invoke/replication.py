@@ -201,11 +201,19 @@ class RouteFollower:
                 log.debug("route poll failed: %s", error)
                 await asyncio.sleep(self._retry_s)
                 continue
-            version = int(update["version"])
-            if version != self.version:
-                dropped = self.apply(update["endpoints"])
-                await self._drain(dropped)
-                self.version = version
+            try:
+                version = int(update["version"])
+                if version != self.version:
+                    dropped = self.apply(update["endpoints"])
+                    await self._drain(dropped)
+                    self.version = version
+            except Exception:
+                # Never stop following: a replica with a stale copy would be waited for on
+                # every change. Without a copy, everything goes to the primary.
+                log.exception("could not apply routes; handing every call to the primary")
+                self._directory.replace([])
+                self._instances = {}
+                await asyncio.sleep(self._retry_s)
 
     def apply(self, routes: Routes) -> list[Instance]:
         """Swap in the endpoints of ``routes``; returns the instances no longer listed."""
