@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -67,4 +68,54 @@ def test_bad_credentials_file_refuses_to_start(tmp_path: Path, content: str, mes
     )
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_gateway_process_flags() -> None:
+    args = parser().parse_args(["serve"])
+    assert (args.gateway_processes, args.route_refresh) == (1, 0.05)
+    args = parser().parse_args(["serve", "--gateway-processes", "2", "--route-refresh", "0.2"])
+    assert (args.gateway_processes, args.route_refresh) == (2, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gateway-processes", "0"], "--gateway-processes: must be at least 1, not 0"),
+        (["--route-refresh", "0"], "--route-refresh: must be above 0, not 0"),
+    ],
+)
+def test_gateway_process_flags_refused(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["serve", *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_with_several_gateway_processes(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sagehost",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--gateway-processes",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr

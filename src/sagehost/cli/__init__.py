@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--route-refresh",
-        type=float,
+        type=_positive,
         default=0.05,
         metavar="SECONDS",
         help="with gateway replicas: how often instance changes are copied to them "
@@ -123,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("endpoint")
     describe.add_argument("inference_id")
     return root
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
 
 
 def _at_least_one(text: str) -> int:
