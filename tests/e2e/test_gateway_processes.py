@@ -212,6 +212,26 @@ def test_every_process_gives_the_same_error(
         assert message["message"] == f"Endpoint {echo} of account {B[0]} not found."
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "HEAD"])
+def test_methods_no_operation_takes_get_the_same_answer(
+    server: RunningServer, echo: str, method: str
+) -> None:
+    answers = set()
+    for _ in range(CONNECTIONS):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request(method, f"/endpoints/{echo}/invocations")
+            reply = connection.getresponse()
+            answers.add((reply.status, reply.getheader("x-amzn-errortype"), reply.read()))
+        finally:
+            connection.close()
+    text = f"No operation at {method} /endpoints/{echo}/invocations"
+    body = json.dumps({"Message": text, "message": text})
+    assert answers == {
+        (404, "UnknownOperationException", b"" if method == "HEAD" else body.encode())
+    }
+
+
 def test_control_plane_and_streams_through_every_process(server: RunningServer, sm: Any) -> None:
     name = unique("stream")
     deploy(sm, name, model_dir=MODELS / "streamer")

@@ -106,11 +106,7 @@ class Gateway:
         elif method == "GET" and path == "/ping":
             await respond(send, 200, [(b"x-amzn-requestid", request_id.encode())], b"")
         else:
-            status, headers, body = wire.render_rest_json(
-                wire.WireError(404, "UnknownOperationException", f"No operation at {method} {path}")
-            )
-            headers.append((b"x-amzn-requestid", request_id.encode()))
-            await respond(send, status, headers, body)
+            await runtime_failure(send, request_id, no_operation(method, path))
 
     # -- runtime ------------------------------------------------------------------------------
 
@@ -329,6 +325,10 @@ def invoke_headers(result: InvokeOutput, request_id: str) -> Headers:
             (b"x-amzn-sagemaker-closed-session-id", result.closed_session_id.encode("latin-1"))
         )
     return out
+
+
+def no_operation(method: str, path: str) -> wire.WireError:
+    return wire.WireError(404, "UnknownOperationException", f"No operation at {method} {path}")
 
 
 async def runtime_failure(send: Send, request_id: str, error: wire.WireError) -> None:

@@ -152,12 +152,14 @@ class Primary:
         except (OSError, ValueError) as error:
             if started:  # the head is out: the caller sees the connection close
                 raise ClientGone from error
-            log.warning("could not relay %s %s to the primary: %s", scope["method"], target, error)
-            status, out, body = wire.render_rest_json(
-                wire.WireError(
+            if isinstance(error, ValueError):  # nothing a server could take: not sent at all
+                failure = wire.validation_error(f"The request cannot be served: {error}")
+            else:
+                log.warning("could not relay %s %s: %s", scope["method"], target, error)
+                failure = wire.WireError(
                     503, "ServiceUnavailable", "The server is restarting. Try again later."
                 )
-            )
+            status, out, body = wire.render_rest_json(failure)
             await respond(send, status, out, body)
 
 

@@ -17,6 +17,7 @@ from sagehost.gateway.app import (
     RequestIds,
     invoke_headers,
     invoke_input,
+    no_operation,
     runtime_failure,
     runtime_target,
     unhandled,
@@ -70,6 +71,10 @@ class ReplicaGateway:
             elif method == "GET" and scope["path"] == "/ping":
                 request_id = self._request_ids.next()
                 await respond(send, 200, [(b"x-amzn-requestid", request_id.encode())], b"")
+                return
+            elif method not in ("GET", "POST"):  # nothing to relay: no operation takes them
+                error = no_operation(method, scope["path"])
+                await runtime_failure(send, self._request_ids.next(), error)
                 return
             await self._primary.forward(scope, receive, send)
         except ClientGone:
