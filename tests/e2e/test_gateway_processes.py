@@ -232,6 +232,21 @@ def test_methods_no_operation_takes_get_the_same_answer(
     }
 
 
+def test_the_routes_feed_is_not_served_to_callers(server: RunningServer) -> None:
+    answers = set()
+    for _ in range(CONNECTIONS):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request("GET", "/_sagehost/routes?replica=replica-1&after=0")
+            reply = connection.getresponse()
+            answers.add((reply.status, reply.getheader("x-amzn-errortype"), reply.read()))
+        finally:
+            connection.close()
+    text = "No operation at GET /_sagehost/routes"
+    body = json.dumps({"Message": text, "message": text}).encode()
+    assert answers == {(404, "UnknownOperationException", body)}
+
+
 def test_control_plane_and_streams_through_every_process(server: RunningServer, sm: Any) -> None:
     name = unique("stream")
     deploy(sm, name, model_dir=MODELS / "streamer")

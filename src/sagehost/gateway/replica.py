@@ -24,7 +24,7 @@ from sagehost.gateway.app import (
 )
 from sagehost.gateway.auth import Authenticator
 from sagehost.gateway.errors import runtime_error
-from sagehost.gateway.forward import Primary
+from sagehost.gateway.forward import ROUTES_PATH, Primary
 from sagehost.gateway.http import (
     ClientGone,
     Headers,
@@ -72,7 +72,8 @@ class ReplicaGateway:
                 request_id = self._request_ids.next()
                 await respond(send, 200, [(b"x-amzn-requestid", request_id.encode())], b"")
                 return
-            elif method not in ("GET", "POST"):  # nothing to relay: no operation takes them
+            elif method not in ("GET", "POST") or scope["path"] == ROUTES_PATH:
+                # Nothing to relay: no operation takes them (the feed is the replicas' own).
                 error = no_operation(method, scope["path"])
                 await runtime_failure(send, self._request_ids.next(), error)
                 return
