@@ -101,6 +101,9 @@ class ReplicaGateway:
             result = await self._invoker.invoke(caller, invoke_input(params, body))
         except (Handoff, InvalidRequest, NoHealthyInstance):
             # Not in this copy of the table, or nothing there to serve it: the primary answers.
+            # On the single-container path, the only one a replica serves, the invoker raises
+            # these before any container is called (a NEW_SESSION call, whose answer could
+            # raise one, never gets here), so the model never runs twice.
             await self._primary.forward(scope, receive, send, body)
             return
         except ClientGone:
