@@ -43,6 +43,9 @@ class Settings:
     # Processes serving the port: the primary, which owns everything, and replicas that serve
     # plain InvokeEndpoint calls from a copy of its routing table (invoke/replication.py).
     gateway_processes: int = 1
+    # How long a finished async job's record (SageHost.DescribeAsyncInference) is kept; its
+    # result stays where it was written. None keeps every record.
+    job_retention_s: float | None = 7 * 24 * 3600.0
     # How often the primary looks for changes the replicas must copy (instances that became
     # ready or went down); operations that move calls elsewhere copy them before they return.
     route_refresh_s: float = 0.05

@@ -191,6 +191,7 @@ def build(settings: Settings) -> App:
         models=EndpointModels(directory, invoker),
         directory=directory,
         clock=clock,
+        retention_s=settings.job_retention_s,
     )
     jobs = AsyncInference(jobs_store, runner, directory, clock)
     gateway = Gateway(

@@ -336,6 +336,41 @@ def test_requeue_applies_the_attempts_cap(tmp_path: Path) -> None:
     with_store(tmp_path / "jobs.db", body)
 
 
+def test_purge_forgets_only_jobs_finished_before_the_cutoff(tmp_path: Path) -> None:
+    async def body(store: SqliteJobStore) -> None:
+        for job_id in "abcdef":
+            await store.enqueue(make_job(job_id))
+        claimed = await store.claim(ACCOUNT, "ep", limit=5, lease_s=600, now=1001.0)
+        assert [job.job_id for job in claimed] == ["a", "b", "c", "d", "e"]
+        await store.complete("a", "text/plain", now=1010.0)
+        await store.fail("b", "ClientError", now=1020.0)
+        await store.complete("c", "text/plain", now=1030.0)
+        await store.fail("d", "ClientError", now=1040.0)
+        # e is Running and f Queued: never purged, however old.
+        assert await store.purge_finished(1035.0, limit=2) == 2  # the two oldest first
+        assert [await store.get(ACCOUNT, j) is None for j in "abcdef"] == [
+            True,
+            True,
+            False,
+            False,
+            False,
+            False,
+        ]
+        assert await store.purge_finished(1035.0) == 1  # c; d finished after the cutoff
+        assert await store.purge_finished(1035.0) == 0
+        remaining = {j: (await store.get(ACCOUNT, j)) for j in "cdef"}
+        assert {j: job.status if job else None for j, job in remaining.items()} == {
+            "c": None,
+            "d": S.FAILED,
+            "e": S.RUNNING,
+            "f": S.QUEUED,
+        }
+        assert await store.purge_finished(10_000.0) == 1  # d
+        assert (await store.backlog(ACCOUNT, "ep"))[S.RUNNING] == 1
+
+    with_store(tmp_path / "jobs.db", body)
+
+
 def test_list_pages_newest_first_and_filters(tmp_path: Path) -> None:
     async def body(store: SqliteJobStore) -> None:
         for i in range(25):

@@ -92,6 +92,15 @@ def parser() -> argparse.ArgumentParser:
         help="disk each multi-model variant may fill with downloaded models (default 10240)",
     )
     serve.add_argument(
+        "--job-retention",
+        type=_not_negative,
+        default=7 * 24 * 3600.0,
+        metavar="SECONDS",
+        help="how long a finished async job stays in `sagehost jobs` and "
+        "SageHost.DescribeAsyncInference; its result stays where it was written "
+        "(default 604800, a week; 0 keeps every job)",
+    )
+    serve.add_argument(
         "--gateway-processes",
         type=_at_least_one,
         default=1,
@@ -123,6 +132,13 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("endpoint")
     describe.add_argument("inference_id")
     return root
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -179,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mme_memory_mb=args.mme_memory_mb,
         mme_disk_mb=args.mme_disk_mb,
         gateway_processes=args.gateway_processes,
+        job_retention_s=args.job_retention or None,
         route_refresh_s=args.route_refresh,
     )
     logging.basicConfig(

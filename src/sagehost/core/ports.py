@@ -341,6 +341,11 @@ class JobStore(Protocol):
         are spent; returns the changed jobs. Run on startup (and may run periodically)."""
         ...
 
+    async def purge_finished(self, before: float, *, limit: int = 1000) -> int:
+        """Forget at most ``limit`` Completed or Failed jobs that finished before ``before``;
+        returns how many. Call again while the answer is ``limit``."""
+        ...
+
     async def get(self, account: str, job_id: str) -> Job | None: ...
 
     async def find(self, account: str, endpoint_name: str, inference_id: str) -> list[Job]:

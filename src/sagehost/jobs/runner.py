@@ -50,7 +50,9 @@ class JobRunner:
         clock: Clock,
         lease_s: float = 60.0,
         poll_s: float = 1.0,
+        retention_s: float | None = None,
     ) -> None:
+        """``retention_s``: how long a finished job's record is kept (None: for ever)."""
         self._store = store
         self._objects = objects
         self._notifier = notifier
@@ -59,6 +61,7 @@ class JobRunner:
         self._clock = clock
         self._lease_s = lease_s
         self._poll_s = poll_s
+        self._retention_s = retention_s
         self._wake = asyncio.Event()
         self._in_flight: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +132,11 @@ class JobRunner:
         for endpoint in self._directory.all():
             if endpoint.async_config is not None:
                 await self._report_backlog(endpoint)
+        if self._retention_s is not None:
+            # One bounded batch per pass: a large backlog of old records drains over passes.
+            purged = await self._store.purge_finished(now - self._retention_s)
+            if purged:
+                log.info("forgot %d finished async jobs older than the retention", purged)
 
     async def _fill(self, endpoint: LiveEndpoint) -> None:
         key = (endpoint.account, endpoint.name)

@@ -89,6 +89,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_account ON jobs (account, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_inference_id ON jobs (account, endpoint_name, inference_id);
 CREATE INDEX IF NOT EXISTS jobs_queued_expiry ON jobs (expires_at) WHERE status = 'Queued';
 CREATE INDEX IF NOT EXISTS jobs_running_lease ON jobs (lease_until) WHERE status = 'Running';
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
+    WHERE status IN ('Completed', 'Failed');
 """
 
 _FIELDS = tuple(f.name for f in fields(Job))
@@ -406,6 +408,20 @@ class SqliteJobStore:
             ]
             db.executemany(_UPDATE, map(_update_params, changed))
             return changed
+
+        return await self._writer.call(op)
+
+    async def purge_finished(self, before: float, *, limit: int = 1000) -> int:
+        """Forget at most ``limit`` Completed or Failed jobs that finished before ``before``
+        (their results stay where they were written); returns how many."""
+
+        def op(db: Db) -> int:
+            cursor = db.execute(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE status IN "
+                "('Completed', 'Failed') AND finished_at<? ORDER BY finished_at LIMIT ?)",
+                (before, limit),
+            )
+            return cursor.rowcount
 
         return await self._writer.call(op)
 
