@@ -73,7 +73,7 @@ def test_bad_credentials_file_refuses_to_start(tmp_path: Path, content: str, mes
 
 def test_gateway_process_flags() -> None:
     args = parser().parse_args(["serve"])
-    assert (args.gateway_processes, args.route_refresh) == (1, 0.05)
+    assert (args.gateway_processes, args.route_refresh, args.job_retention) == (1, 0.05, 604800)
     args = parser().parse_args(["serve", "--gateway-processes", "2", "--route-refresh", "0.2"])
     assert (args.gateway_processes, args.route_refresh) == (2, 0.2)
 
@@ -83,6 +83,7 @@ def test_gateway_process_flags() -> None:
     [
         (["--gateway-processes", "0"], "--gateway-processes: must be at least 1, not 0"),
         (["--route-refresh", "0"], "--route-refresh: must be above 0, not 0"),
+        (["--job-retention", "-1"], "--job-retention: must be 0 or more, not -1"),
     ],
 )
 def test_gateway_process_flags_refused(
