@@ -114,6 +114,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--gateway-processes", type=int, default=1, help="sagehost serve --gateway-processes"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -121,7 +124,9 @@ def main() -> None:
         tmp = Path(tmpdir)
         (tmp / "input.json").write_bytes(b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}')
         server = RunningServer(
-            data_dir=tmp / "data", port=free_port(), args=["--log-level", "warning"]
+            data_dir=tmp / "data",
+            port=free_port(),
+            args=["--log-level", "warning", "--gateway-processes", str(args.gateway_processes)],
         )
         server.start()
         try:
