@@ -261,6 +261,34 @@ def test_control_plane_and_streams_through_every_process(server: RunningServer, 
         assert parts == [b"tok0 ", b"tok1 ", b"tok2 "]
 
 
+def test_a_caller_leaving_a_relayed_stream_stops_the_model(server: RunningServer, sm: Any) -> None:
+    name = unique("leave")
+    deploy(sm, name, model_dir=MODELS / "streamer")
+    markers = server.data_dir.parent / "files" / name
+    markers.mkdir(parents=True)
+    path = f"/endpoints/{name}/invocations-response-stream"
+    for index in range(8):  # one at a time: the model has one worker thread
+        marker = markers / f"closed-{index}"
+        body = json.dumps({"count": 1_000_000, "closed_marker": str(marker)}).encode()
+        request = AWSRequest(
+            method="POST",
+            url=f"{server.url}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        SigV4Auth(Credentials(A[1], A[2]), "sagemaker", "us-east-1").add_auth(request)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("POST", path, body=body, headers=dict(request.headers.items()))
+        reply = connection.getresponse()
+        assert reply.status == 200
+        assert b"tok0 " in reply.read1(65536)
+        connection.close()
+        deadline = time.monotonic() + 10
+        while not marker.exists():
+            assert time.monotonic() < deadline, f"stream {index}: the model was never stopped"
+            time.sleep(0.02)
+
+
 def test_async_calls_through_every_process(server: RunningServer) -> None:
     tmp_path = server.data_dir.parent / "files"  # the --file-root
     tmp_path.mkdir(exist_ok=True)
