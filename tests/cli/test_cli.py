@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -76,12 +77,18 @@ def test_gateway_process_flags() -> None:
     assert (args.gateway_processes, args.route_refresh, args.job_retention) == (1, 0.05, 604800)
     args = parser().parse_args(["serve", "--gateway-processes", "2", "--route-refresh", "0.2"])
     assert (args.gateway_processes, args.route_refresh) == (2, 0.2)
+    args = parser().parse_args(["serve", "--gateway-processes", "auto"])
+    assert args.gateway_processes == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--gateway-processes", "0"], "--gateway-processes: must be at least 1, not 0"),
+        (
+            ["--gateway-processes", "many"],
+            "--gateway-processes: must be a count or auto, not 'many'",
+        ),
         (["--route-refresh", "0"], "--route-refresh: must be above 0, not 0"),
         (["--job-retention", "-1"], "--job-retention: must be 0 or more, not -1"),
     ],

@@ -102,11 +102,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--gateway-processes",
-        type=_at_least_one,
+        type=_processes,
         default=1,
         metavar="N",
-        help="processes serving the port (default 1): the primary plus N-1 replicas that serve "
-        "plain InvokeEndpoint calls on more cores (docs/architecture.md)",
+        help="processes serving the port (default 1), or auto for one per CPU: the primary "
+        "plus N-1 replicas that serve plain InvokeEndpoint calls on more cores "
+        "(docs/architecture.md)",
     )
     serve.add_argument(
         "--route-refresh",
@@ -146,6 +147,18 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
+
+
+def _processes(text: str) -> int:
+    """A count of gateway processes, or ``auto``: one per CPU this process may run on."""
+    if text == "auto":
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
+    try:
+        return _at_least_one(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a count or auto, not {text!r}") from None
 
 
 def _at_least_one(text: str) -> int:
