@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import Any
 
 from sagehost.control.component_specs import hosts_components
 from sagehost.control.context import Store
 from sagehost.control.deployer import Deployer
 from sagehost.control.endpoint_configs import invocation_timeout, pipeline_accept
+from sagehost.control.endpoint_fleets import Fleets, launch_fleets, stop_all
 from sagehost.control.endpoint_views import describe_endpoint
 from sagehost.control.inference_components import InferenceComponents
 from sagehost.control.listing import page
 from sagehost.control.shifting import NewFleetUnhealthy, roll_back, shift_traffic
-from sagehost.control.traffic import capacity_of, deployment_config, schedule, shadow_sampling
+from sagehost.control.traffic import capacity_of, deployment_config, schedule
 from sagehost.core.endpoint_states import (
     IN_PROGRESS,
     EndpointEvent,
@@ -320,59 +320,19 @@ class Endpoints:
         generation: int,
         snapshot: dict[str, Any],
         failed: EndpointEvent,
-    ) -> _Fleets | None:
-        """Deploy a config snapshot's production and shadow variants; on failure record
-        ``failed`` and return None (nothing is left running)."""
-        config = snapshot["_config"]
-        # "." and "_" appear in no resource name, so no two fleets ever share a key (and with
-        # it their log and model directories).
-        key = f"{account}.{name.lower()}.g{generation}"
+    ) -> Fleets | None:
+        """Deploy a config snapshot's variants; on failure record ``failed`` and return None
+        (nothing is left running)."""
         try:
-            shadows = self._shadow_variants(account, snapshot)
-            outcomes = await asyncio.gather(
-                self._deployer.deploy(
-                    key, config["ProductionVariants"], snapshot["_models"], tags=config.get("Tags")
-                ),
-                self._deployer.deploy(
-                    f"{key}_shadow", shadows, snapshot["_models"], tags=config.get("Tags")
-                ),
-                return_exceptions=True,
+            return await launch_fleets(
+                self._deployer, self._store, account, name, generation, snapshot
             )
-            started = [o for o in outcomes if isinstance(o, tuple)]
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    await _stop_all(v for group in started for v in group)
-                    raise outcome
-            variants, shadow_fleets = started
-            for shadow in shadow_fleets:
-                spec = next(s for s in shadows if s["VariantName"] == shadow.name)
-                shadow.sampling = shadow_sampling(spec, config["ProductionVariants"])
-            return _Fleets(variants, shadow_fleets)
         except DeploymentFailed as failure:
             self._fail(account, name, failed, failure.message)
         except Exception as error:
             log.exception("deployment of endpoint %s failed", name)
             self._fail(account, name, failed, f"Internal error while deploying: {error}")
         return None
-
-    def _shadow_variants(self, account: str, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
-        """The config's ShadowProductionVariants, their models added to the snapshot (and kept
-        in it, so DescribeEndpoint and a restart see them) the first time it is deployed."""
-        shadows = list(snapshot["_config"].get("ShadowProductionVariants") or [])
-        models = snapshot["_models"]
-        for shadow in shadows:
-            model_name = shadow.get("ModelName")
-            if not model_name:
-                raise DeploymentFailed(f"Shadow variant {shadow['VariantName']} names no model.")
-            if model_name.lower() not in models:
-                model = self._store.catalog.get(account, Kind.MODEL.value, model_name)
-                if model is None:
-                    raise DeploymentFailed(
-                        f"Could not find model {model_name} of shadow variant "
-                        f"{shadow['VariantName']}."
-                    )
-                models[model_name.lower()] = model
-        return shadows
 
     async def _deploy_new(self, account: str, name: str) -> None:
         record = self._record(account, name)
@@ -400,7 +360,7 @@ class Endpoints:
         )
         live = self._directory.get(account, name)
         old: tuple[LiveVariant, ...] = live.variants if live is not None else ()
-        fleets: _Fleets | None = None
+        fleets: Fleets | None = None
         try:
             async with asyncio.timeout(plan.timeout_s):
                 fleets = await self._fleets(account, name, generation, pending, E.UPDATE_FAILED)
@@ -445,7 +405,7 @@ class Endpoints:
         self._retire(retired, plan.termination_wait_s)
 
     def _roll_back(
-        self, live: LiveEndpoint | None, old: tuple[LiveVariant, ...], fleets: _Fleets
+        self, live: LiveEndpoint | None, old: tuple[LiveVariant, ...], fleets: Fleets
     ) -> None:
         """Give the traffic back to the old variants at once; the new fleets drain and stop
         in the background."""
@@ -471,7 +431,7 @@ class Endpoints:
         async def retire() -> None:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
-            await _stop_all(variants)
+            await stop_all(variants)
 
         if variants:
             self._background(retire())
@@ -486,7 +446,7 @@ class Endpoints:
     ) -> None:
         observers = self._observing.pop((account, record["EndpointName"].lower()), ())
         await asyncio.gather(*(o.close() for o in observers), return_exceptions=True)
-        await _stop_all(serving)
+        await stop_all(serving)
         self._store.catalog.delete(account, Kind.ENDPOINT.value, record["EndpointName"])
 
     def _fail(self, account: str, name: str, event: EndpointEvent, reason: str) -> None:
@@ -538,15 +498,3 @@ class Endpoints:
             if model_name:  # variants for inference components name none
                 models[model_name.lower()] = self._store.get(caller, Kind.MODEL, model_name)
         return config, models
-
-
-@dataclass(frozen=True)
-class _Fleets:
-    """What one deployment started: the production variants and the shadow variants."""
-
-    variants: tuple[LiveVariant, ...]
-    shadows: tuple[LiveVariant, ...]
-
-
-async def _stop_all(variants: Iterable[LiveVariant]) -> None:
-    await asyncio.gather(*(variant.stop() for variant in variants), return_exceptions=True)
