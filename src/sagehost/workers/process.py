@@ -29,7 +29,9 @@ LOG_TAIL_BYTES = 4096
 class WorkerProcess:
     """The handle of one spawned worker; ``exited`` completes with its exit status."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, log_start: int) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, log_path: Path | None, log_start: int
+    ) -> None:
         self._proc = proc
         self.log_path = log_path
         self._log_start = log_start
@@ -45,6 +47,8 @@ class WorkerProcess:
 
     def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
         """The last ``limit`` bytes this run wrote to the log, decoded leniently."""
+        if self.log_path is None:
+            return ""
         try:
             with open(self.log_path, "rb") as log:
                 end = log.seek(0, os.SEEK_END)
@@ -87,27 +91,40 @@ class WorkerProcess:
         return _live_member(self._proc.pid)
 
 
-async def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> WorkerProcess:
-    """Start ``argv`` with output appended to ``log_path``; raises OSError if it cannot start.
+async def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path | None,
+    *,
+    pass_fds: Sequence[int] = (),
+) -> WorkerProcess:
+    """Start ``argv`` with output appended to ``log_path`` (or, with None, to this process's
+    own output) and the descriptors ``pass_fds`` inherited; raises OSError if it cannot start.
 
     Call this on the event loop's thread: PR_SET_PDEATHSIG fires when the *thread* that forked
     the child ends, so spawning from a short-lived worker thread would kill the child with it.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    log: int | None = None
+    start = 0
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        start = os.lseek(log, 0, os.SEEK_END)
+        if log is not None:
+            start = os.lseek(log, 0, os.SEEK_END)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=None if log is None else subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
             preexec_fn=die_with_parent(),
+            pass_fds=tuple(pass_fds),
         )
     finally:
-        os.close(log)
+        if log is not None:
+            os.close(log)
     return WorkerProcess(proc, log_path, start)
 
 

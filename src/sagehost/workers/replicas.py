@@ -1,30 +1,29 @@
 """Gateway replica processes (``--gateway-processes``): spawned by the primary, sharing its
 listening socket, restarted with backoff when one dies, stopped before the primary stops.
 
-Each replica runs in a session of its own, so a terminal's Ctrl-C reaches the primary only and
-the primary stops them in order; each also dies with the primary (PR_SET_PDEATHSIG), so even a
-SIGKILL of the primary leaves none behind. Their log lines go to the primary's output.
+They are spawned as workers are (``workers.process``): each runs in a session of its own, so a
+terminal's Ctrl-C reaches the primary only and the primary stops them in order, and each dies
+with the primary (PR_SET_PDEATHSIG), so even a SIGKILL of the primary leaves none behind. Their
+log lines go to the primary's output.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sagehost.workers.process import die_with_parent
+from sagehost.workers.process import WorkerProcess, spawn
+from sagehost.workers.settings import Backoff, RestartPolicy
 
 log = logging.getLogger("sagehost.replicas")
 
 TOKEN_ENV = "SAGEHOST_REPLICA_TOKEN"  # noqa: S105 - where the primary puts the feed token
-_FIRST_RESTART_S = 0.2
-_MAX_RESTART_S = 5.0
+_RESTART = RestartPolicy(initial_s=0.2, max_s=5.0, reset_after_s=50.0)
 
 
 def listen(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -83,16 +82,9 @@ class ReplicaProcesses:
         self._on_exit = on_exit
         self._python = python
         self._env = dict(os.environ if env is None else env)
-        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._procs: dict[str, WorkerProcess] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-
-    def stopping(self) -> bool:
-        return self._stopping  # a call, not a property: it changes while _supervise waits
-
-    @property
-    def pids(self) -> list[int]:
-        return [proc.pid for proc in self._procs.values() if proc.returncode is None]
 
     def start(self) -> None:
         self._tasks = [
@@ -103,60 +95,46 @@ class ReplicaProcesses:
     async def stop(self, grace_s: float) -> None:
         """SIGTERM every replica (each finishes its requests in flight), SIGKILL after ``grace_s``."""
         self._stopping = True
-        procs = [p for p in self._procs.values() if p.returncode is None]
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        if procs:
-            await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs], timeout=grace_s)
-            for proc in procs:
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-            await asyncio.gather(*(p.wait() for p in procs))
+        await asyncio.gather(*(process.stop(grace_s) for process in self._procs.values()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def stopping(self) -> bool:
+        return self._stopping  # a call, not a property: it changes while _supervise waits
+
     async def _supervise(self, name: str) -> None:
-        delay = _FIRST_RESTART_S
+        backoff = Backoff(_RESTART)
+        loop = asyncio.get_running_loop()
         while not self.stopping():
             try:
-                proc = await self._spawn(name)
+                process = await self._spawn(name)
             except OSError as error:
                 log.error("gateway %s could not start: %s", name, error)
-                await asyncio.sleep(_MAX_RESTART_S)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            self._procs[name] = proc
-            started = asyncio.get_running_loop().time()
-            code = await proc.wait()
+            self._procs[name] = process
+            started = loop.time()
+            code = await process.exited
             self._on_exit(name)
             if self.stopping():
                 return
-            if asyncio.get_running_loop().time() - started > 10 * _MAX_RESTART_S:
-                delay = _FIRST_RESTART_S  # it had been up a while: a fresh failure
+            if loop.time() - started > _RESTART.reset_after_s:
+                backoff.reset()  # it had been up a while: a fresh failure
+            delay = backoff.next_delay()
             log.warning("gateway %s exited with status %s; restarting in %.1f s", name, code, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_RESTART_S)
 
-    async def _spawn(self, name: str) -> asyncio.subprocess.Process:
+    async def _spawn(self, name: str) -> WorkerProcess:
         own = listen_beside(self._listening.getsockname(), self._listening.family)
         fd = own.fileno()
+        argv = [self._python, "-m", "sagehost.replica", "--name", name, "--fd", str(fd)]
         try:
-            return await asyncio.create_subprocess_exec(
-                self._python,
-                "-m",
-                "sagehost.replica",
-                "--name",
-                name,
-                "--fd",
-                str(fd),
-                *self._args,
+            return await spawn(
+                [*argv, *self._args],
+                {**self._env, TOKEN_ENV: self._token},
+                None,  # its log lines go to the primary's output
                 pass_fds=(fd,),
-                env={**self._env, TOKEN_ENV: self._token},
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
             )
         finally:
             own.close()  # the replica has its copy
