@@ -50,23 +50,7 @@ def test_serve_defaults() -> None:
 def test_bad_credentials_file_refuses_to_start(tmp_path: Path, content: str, message: str) -> None:
     credentials = tmp_path / "credentials.toml"
     credentials.write_text(content)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sagehost",
-            "serve",
-            "--port",
-            str(free_port()),
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--credentials",
-            str(credentials),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve(tmp_path, free_port(), "--credentials", str(credentials))
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -107,23 +91,18 @@ def test_a_port_in_use_is_refused_with_several_gateway_processes(tmp_path: Path)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sagehost",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--gateway-processes",
-                "2",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = serve(tmp_path, port, "--gateway-processes", "2")
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def serve(tmp_path: Path, port: int, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``sagehost serve`` on ``port`` with ``flags``, for a start that is to be refused."""
+    command = [sys.executable, "-m", "sagehost", "serve", "--port", str(port)]
+    return subprocess.run(
+        [*command, "--data-dir", str(tmp_path / "d"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

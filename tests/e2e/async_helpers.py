@@ -23,12 +23,14 @@ def deploy_async(
     model_dir: Path = MODELS / "behave",
     environment: dict[str, str] | None = None,
     model: dict[str, Any] | None = None,
+    sm: Any = None,
 ) -> None:
     """CreateModel, CreateEndpointConfig with an AsyncInferenceConfig, CreateEndpoint.
 
     The model runs ``model_dir`` with ``environment`` in the built-in runtime, unless ``model``
-    gives CreateModel's parameters (but its name)."""
-    sm = server.client("sagemaker")
+    gives CreateModel's parameters (but its name). ``sm`` is the client to deploy with (the dev
+    account's by default)."""
+    sm = sm or server.client("sagemaker")
     if model is None:
         container: dict[str, Any] = {
             "Image": "sagehost/python",

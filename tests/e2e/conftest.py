@@ -43,7 +43,7 @@ def rt(server: RunningServer) -> Any:
     return server.client("sagemaker-runtime")
 
 
-def deploy(
+def create_model_and_config(
     sm: Any,
     name: str,
     *,
@@ -52,9 +52,8 @@ def deploy(
     variants: list[dict[str, Any]] | None = None,
     environment: dict[str, str] | None = None,
     config_tags: list[dict[str, str]] | None = None,
-    wait: bool = True,
-) -> dict[str, Any]:
-    """CreateModel, CreateEndpointConfig and CreateEndpoint; returns DescribeEndpoint."""
+) -> None:
+    """CreateModel and CreateEndpointConfig, both called ``name``."""
     container: dict[str, Any] = {"Image": image}
     if model_dir is not None:
         container["ModelDataUrl"] = model_dir.as_uri()
@@ -69,6 +68,29 @@ def deploy(
     if config_tags:
         config["Tags"] = config_tags
     sm.create_endpoint_config(**config)
+
+
+def deploy(
+    sm: Any,
+    name: str,
+    *,
+    image: str = "sagehost/python",
+    model_dir: Path | None = MODELS / "behave",
+    variants: list[dict[str, Any]] | None = None,
+    environment: dict[str, str] | None = None,
+    config_tags: list[dict[str, str]] | None = None,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """CreateModel, CreateEndpointConfig and CreateEndpoint; returns DescribeEndpoint."""
+    create_model_and_config(
+        sm,
+        name,
+        image=image,
+        model_dir=model_dir,
+        variants=variants,
+        environment=environment,
+        config_tags=config_tags,
+    )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     description: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
     if wait and description["EndpointStatus"] != "InService":

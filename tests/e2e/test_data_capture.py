@@ -45,8 +45,12 @@ def server(
     running.stop()
 
 
-def deploy_capturing(server: RunningServer, name: str, capture: dict[str, Any]) -> None:
-    sm = server.client("sagemaker")
+def deploy_capturing(
+    server: RunningServer, name: str, capture: dict[str, Any], sm: Any = None
+) -> None:
+    """Deploy the behave model capturing as ``capture`` says, with ``sm`` (the dev account's
+    client by default)."""
+    sm = sm or server.client("sagemaker")
     sm.create_model(
         ModelName=name,
         PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 
 from sagehost.testing.server import RunningServer
-from tests.e2e.conftest import CONTAINERS, MODELS, deploy, unique
+from tests.e2e.conftest import CONTAINERS, MODELS, create_model_and_config, deploy, unique
 
 ACCOUNT = "000000000000"
 
@@ -292,20 +292,7 @@ def test_update_weights_and_capacities(sm: Any, rt: Any) -> None:
 
 def test_in_progress_endpoint_cannot_be_updated_or_deleted(sm: Any) -> None:
     name = unique("busy")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": "sagehost/python",
-            "ModelDataUrl": (MODELS / "behave").as_uri(),
-            "Environment": {"LOAD_DELAY": "3"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1}
-        ],
-    )
+    create_model_and_config(sm, name, environment={"LOAD_DELAY": "3"})
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     listed = sm.list_endpoints(NameContains=name)["Endpoints"]
     assert [e["EndpointStatus"] for e in listed] == ["Creating"]

@@ -25,7 +25,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from sagehost.testing.server import RunningServer, free_port, write_credentials
+from tests.e2e.async_helpers import deploy_async
 from tests.e2e.conftest import MODELS, deploy, unique
+from tests.e2e.test_data_capture import deploy_capturing
 from tests.e2e.test_lifecycle import pid_alive, wait_gone
 
 A = ("111111111111", "AKIDALPHA", "alpha-secret")
@@ -85,6 +87,22 @@ def fresh(
         return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
     finally:
         connection.close()
+
+
+def unsigned_answers(
+    server: RunningServer, method: str, path: str
+) -> set[tuple[int, str | None, bytes]]:
+    """Status, error type and body of an unsigned request, each on a connection of its own."""
+    answers = set()
+    for _ in range(CONNECTIONS):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request(method, path)
+            reply = connection.getresponse()
+            answers.add((reply.status, reply.getheader("x-amzn-errortype"), reply.read()))
+        finally:
+            connection.close()
+    return answers
 
 
 def process_of(headers: dict[str, str]) -> str:
@@ -216,15 +234,7 @@ def test_every_process_gives_the_same_error(
 def test_methods_no_operation_takes_get_the_same_answer(
     server: RunningServer, echo: str, method: str
 ) -> None:
-    answers = set()
-    for _ in range(CONNECTIONS):
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            connection.request(method, f"/endpoints/{echo}/invocations")
-            reply = connection.getresponse()
-            answers.add((reply.status, reply.getheader("x-amzn-errortype"), reply.read()))
-        finally:
-            connection.close()
+    answers = unsigned_answers(server, method, f"/endpoints/{echo}/invocations")
     text = f"No operation at {method} /endpoints/{echo}/invocations"
     body = json.dumps({"Message": text, "message": text})
     assert answers == {
@@ -233,15 +243,7 @@ def test_methods_no_operation_takes_get_the_same_answer(
 
 
 def test_the_routes_feed_is_not_served_to_callers(server: RunningServer) -> None:
-    answers = set()
-    for _ in range(CONNECTIONS):
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            connection.request("GET", "/_sagehost/routes?replica=replica-1&after=0")
-            reply = connection.getresponse()
-            answers.add((reply.status, reply.getheader("x-amzn-errortype"), reply.read()))
-        finally:
-            connection.close()
+    answers = unsigned_answers(server, "GET", "/_sagehost/routes?replica=replica-1&after=0")
     text = "No operation at GET /_sagehost/routes"
     body = json.dumps({"Message": text, "message": text}).encode()
     assert answers == {(404, "UnknownOperationException", body)}
@@ -289,22 +291,11 @@ def test_a_caller_leaving_a_relayed_stream_stops_the_model(server: RunningServer
             time.sleep(0.02)
 
 
-def test_async_calls_through_every_process(server: RunningServer) -> None:
+def test_async_calls_through_every_process(server: RunningServer, sm: Any) -> None:
     tmp_path = server.data_dir.parent / "files"  # the --file-root
     tmp_path.mkdir(exist_ok=True)
     name = unique("async")
-    sm = server.client("sagemaker", key=A[1], secret=A[2])
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[_variant(name, "AllTraffic", 1.0)],
-        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": (tmp_path / "out").as_uri()}},
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    deploy_async(server, name, (tmp_path / "out").as_uri(), sm=sm)
     (tmp_path / "in.txt").write_bytes(b"async body")
     outputs = []
     for runtime in clients(server, "sagemaker-runtime", 8):
@@ -325,22 +316,13 @@ def test_calls_the_copy_cannot_serve_go_to_the_primary(server: RunningServer, sm
     # Data capture lives in the primary: a replica serving these calls itself would lose them.
     name = unique("capture")
     root = server.data_dir.parent / "files" / name
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "sagehost/python", "ModelDataUrl": (MODELS / "behave").as_uri()},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[_variant(name, "AllTraffic", 1.0)],
-        DataCaptureConfig={
-            "EnableCapture": True,
-            "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": root.as_uri(),
-            "CaptureOptions": [{"CaptureMode": "Input"}],
-        },
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": root.as_uri(),
+        "CaptureOptions": [{"CaptureMode": "Input"}],
+    }
+    deploy_capturing(server, name, capture, sm)
     answered = set()
     for index in range(CONNECTIONS):
         body = f"captured {index}".encode()

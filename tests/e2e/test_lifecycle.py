@@ -14,7 +14,7 @@ import pytest
 
 from sagehost.testing.server import RunningServer
 from tests.e2e import restartable
-from tests.e2e.conftest import MODELS, deploy, unique
+from tests.e2e.conftest import create_model_and_config, deploy, unique
 
 
 def pid_alive(pid: int) -> bool:
@@ -182,20 +182,7 @@ def test_an_update_interrupted_by_a_restart_is_reported(own_server: RunningServe
     name = unique("interrupted")
     deploy(sm, name)
     slow = f"{name}-slow"
-    sm.create_model(
-        ModelName=slow,
-        PrimaryContainer={
-            "Image": "sagehost/python",
-            "ModelDataUrl": (MODELS / "behave").as_uri(),
-            "Environment": {"LOAD_DELAY": "60"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=slow,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": slow, "InitialInstanceCount": 1}
-        ],
-    )
+    create_model_and_config(sm, slow, environment={"LOAD_DELAY": "60"})
     sm.update_endpoint(EndpointName=name, EndpointConfigName=slow)
     assert sm.list_endpoints(NameContains=name)["Endpoints"][0]["EndpointStatus"] == "Updating"
     assert own_server.stop(signal.SIGTERM) == 0
