@@ -152,3 +152,33 @@ def test_the_follower_keeps_instances_and_drains_dropped_ones_before_acknowledgi
         following.cancel()
 
     asyncio.run(main())
+
+
+def test_a_copy_the_follower_cannot_apply_empties_its_table_and_it_goes_on() -> None:
+    async def main() -> None:
+        copy = EndpointDirectory()
+        copy.put(endpoint("stale", instance("a")))
+        updates = [
+            {"version": 1, "endpoints": [{"account": ACCOUNT}]},  # no name: cannot be applied
+            {"version": 2, "endpoints": []},
+        ]
+        asked: list[int] = []
+
+        async def fetch(after: int) -> dict[str, Any]:
+            asked.append(after)
+            if updates:
+                return updates.pop(0)
+            await asyncio.sleep(3600)
+            raise AssertionError("unreachable")
+
+        follower = RouteFollower(copy, fetch, lambda i, url: instance(i), retry_s=0.01)
+        following = asyncio.ensure_future(follower.run())
+        async with asyncio.timeout(5):  # a follower that stopped on the bad copy never gets here
+            while follower.version < 2:
+                await asyncio.sleep(0.005)
+        # After the bad copy: nothing is served from the stale table, and polling went on.
+        assert copy.all() == []
+        assert asked == [0, 0, 2]
+        following.cancel()
+
+    asyncio.run(main())

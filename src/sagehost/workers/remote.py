@@ -7,8 +7,7 @@ calls, and the call is handed to the primary (``Handoff``), which never sent it 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from sagehost.core.errors import ContainerRefused, Handoff
 from sagehost.core.ports import ContainerRequest, ContainerResponse, ContainerStream
@@ -45,14 +44,7 @@ class RemoteInstance:
         finally:
             self.outstanding -= 1
 
-    @asynccontextmanager
-    async def invoke_stream(self, request: ContainerRequest) -> AsyncIterator[ContainerStream]:
-        self.outstanding += 1
-        try:
-            async with self._client.stream(self._url, request) as stream:
-                yield stream
-        except ContainerRefused:
-            self.ready = False
-            raise Handoff from None
-        finally:
-            self.outstanding -= 1
+    def invoke_stream(
+        self, request: ContainerRequest
+    ) -> AbstractAsyncContextManager[ContainerStream]:
+        raise Handoff  # a replica relays every stream to the primary
